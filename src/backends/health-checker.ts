@@ -1,0 +1,80 @@
+// Active health probes: `GET health.path` (Ollama's `/` costs no GPU work) on each backend's own
+// probe client, one at a time per backend, every interval (with a little jitter so a fleet's
+// probes do not line up), each bounded by the probe timeout.
+import type { Registry } from './registry.js';
+import type { Backend } from './backend.js';
+
+export class HealthChecker {
+  private readonly timers = new Map<Backend, NodeJS.Timeout>();
+  private stopped = false;
+
+  constructor(private readonly registry: Registry) {
+    registry.on((e) => {
+      if (e.type === 'added') this.schedule(e.backend, 0);
+      if (e.type === 'removed') this.unschedule(e.backend);
+    });
+  }
+
+  start(): void {
+    for (const b of this.registry.all) this.schedule(b, 0);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+  }
+
+  private unschedule(b: Backend): void {
+    const t = this.timers.get(b);
+    if (t) clearTimeout(t);
+    this.timers.delete(b);
+  }
+
+  private schedule(b: Backend, delayMs: number): void {
+    if (this.stopped) return;
+    this.unschedule(b);
+    const t = setTimeout(() => {
+      void this.probeOnce(b).finally(() => {
+        if (this.timers.get(b) === t) {
+          const interval = this.registry.config.health.intervalMs;
+          this.schedule(b, interval * (0.9 + Math.random() * 0.2));
+        }
+      });
+    }, delayMs);
+    t.unref();
+    this.timers.set(b, t);
+  }
+
+  /** One probe; exported for tests through `probe()` on the gateway. */
+  async probeOnce(b: Backend): Promise<boolean> {
+    const { path, timeoutMs } = this.registry.config.health;
+    try {
+      const res = await b.probe.request({
+        method: 'GET',
+        path,
+        headers: { 'user-agent': 'ollama-gateway-health' },
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      await res.body.dump();
+      if (res.statusCode >= 200 && res.statusCode < 300) {
+        b.success('probe');
+        return true;
+      }
+      b.failure('probe', `health probe answered ${res.statusCode}`);
+      return false;
+    } catch (err) {
+      b.failure('probe', describeError(err));
+      return false;
+    }
+  }
+}
+
+export function describeError(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
+    return typeof code === 'string' ? `${code} ${err.message}${cause}` : `${err.message}${cause}`;
+  }
+  return String(err);
+}

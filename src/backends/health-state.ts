@@ -1,0 +1,53 @@
+// A backend's health as a small state machine (Envoy-style thresholds): K consecutive failures,
+// from probes or from real traffic, take it out of rotation; M consecutive successful probes bring
+// it back. Pure logic: the checker and the proxy feed it, the registry acts on transitions.
+
+export type HealthSignal = 'probe' | 'traffic';
+
+export interface Transition {
+  readonly healthy: boolean;
+  readonly reason: string;
+}
+
+export class HealthState {
+  healthy = true;
+  private failures = 0;
+  private successes = 0;
+  lastError: string | undefined;
+
+  constructor(
+    private unhealthyAfter: number,
+    private healthyAfter: number,
+  ) {}
+
+  setThresholds(unhealthyAfter: number, healthyAfter: number): void {
+    this.unhealthyAfter = unhealthyAfter;
+    this.healthyAfter = healthyAfter;
+  }
+
+  /** Returns a transition when this success brings the backend back. */
+  success(signal: HealthSignal): Transition | undefined {
+    this.failures = 0;
+    if (this.healthy) return undefined;
+    // traffic never reaches a backend out of rotation; only probes may bring it back
+    if (signal !== 'probe') return undefined;
+    this.successes++;
+    if (this.successes < this.healthyAfter) return undefined;
+    this.healthy = true;
+    this.successes = 0;
+    this.lastError = undefined;
+    return { healthy: true, reason: `${this.healthyAfter} successful probe(s)` };
+  }
+
+  /** Returns a transition when this failure takes the backend out. */
+  failure(signal: HealthSignal, reason: string): Transition | undefined {
+    this.successes = 0;
+    this.lastError = reason;
+    if (!this.healthy) return undefined;
+    this.failures++;
+    if (this.failures < this.unhealthyAfter) return undefined;
+    this.healthy = false;
+    this.failures = 0;
+    return { healthy: false, reason: `${this.unhealthyAfter} consecutive failure(s), last (${signal}): ${reason}` };
+  }
+}

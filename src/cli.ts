@@ -1,0 +1,192 @@
+// The command line: serve, check-config, demo, simulate. Every failure a user can cause is one
+// clear line on stderr and a non-zero exit, never a stack trace.
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { CONFIG_ENV, ConfigError, OPTIONS, checkConfigFile, formatProblem, loadConfig, type LoadSources } from './config/load.js';
+import type { GatewayConfig } from './config/schema.js';
+import { demoBanner, startDemo } from './demo.js';
+import { Gateway } from './gateway.js';
+import { createLogger } from './log/logger.js';
+import { Simulator } from './simulator/simulator.js';
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+export interface CliIO {
+  readonly out: (s: string) => void;
+  readonly err: (s: string) => void;
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+const defaultIO: CliIO = {
+  out: (s) => process.stdout.write(s),
+  err: (s) => process.stderr.write(s),
+  env: process.env,
+};
+
+/**
+ * Run the CLI. Resolves with an exit code for commands that finish, or undefined for the ones
+ * that keep running (serve, demo, simulate) until a signal stops them.
+ */
+export async function main(argv: readonly string[], io: CliIO = defaultIO): Promise<number | undefined> {
+  let result: number | undefined = 0;
+  const program = new Command('ollama-gateway')
+    .description('One safe, fair, observable endpoint in front of a fleet of Ollama and OpenAI-compatible servers.')
+    .version(version(), '-v, --version')
+    .exitOverride()
+    .configureOutput({ writeOut: io.out, writeErr: io.err })
+    .showHelpAfterError('(run with --help for usage)');
+
+  const serve = program
+    .command('serve')
+    .description('run the gateway (options also come from GATEWAY_* variables and the YAML file)')
+    .option('-c, --config <file>', `YAML config file (or ${CONFIG_ENV})`);
+  for (const o of OPTIONS) serve.addOption(new Option(o.flag, `${o.description} [${o.env}]`));
+  serve.action(async (flags: Record<string, unknown>) => {
+    result = await serveCommand(flags, io);
+  });
+
+  program
+    .command('check-config')
+    .description('validate a YAML config file; prints every problem with its line and column')
+    .argument('<file>', 'the YAML file')
+    .action((file: string) => {
+      const problems = checkConfigFile(file);
+      if (problems.length === 0) {
+        const cfg = loadConfig({ file, env: {} });
+        io.out(`${file}: ok (${cfg.backends.length} backend(s): ${cfg.backends.map((b) => `${b.name} ${b.url} x${b.slots}`).join(', ')})\n`);
+        result = 0;
+      } else {
+        for (const p of problems) io.err(`${formatProblem(p)}\n`);
+        io.err(`${file}: ${problems.length} problem(s)\n`);
+        result = 1;
+      }
+    });
+
+  program
+    .command('demo')
+    .description('run the gateway in front of simulated Ollama servers on loopback')
+    .option('--listen <host:port>', 'where the gateway listens', '127.0.0.1:8080')
+    .option('--backends <n>', 'how many simulated backends', '3')
+    .action(async (o: { listen: string; backends: string }) => {
+      const n = Number(o.backends);
+      if (!Number.isInteger(n) || n < 1 || n > 16) throw new UsageError(`--backends: expected a whole number from 1 to 16, got '${o.backends}'`);
+      const logger = createLogger({ level: 'info' });
+      const demo = await startDemo({ listen: o.listen, backends: n, logger });
+      io.out(demoBanner(demo));
+      onStopSignals(async () => {
+        await demo.stop();
+        logger.flush();
+      });
+      result = undefined;
+    });
+
+  program
+    .command('simulate')
+    .description('run one simulated Ollama server (for trying the gateway, and for benchmarks)')
+    .option('--listen <host:port>', 'where it listens', '127.0.0.1:11434')
+    .option('--models <names>', 'comma list of model names', 'llama3.2:latest,qwen2.5:0.5b,nomic-embed-text:latest')
+    .option('--parallel <n>', 'generations at once, like OLLAMA_NUM_PARALLEL', '1')
+    .option('--ttft-ms <ms>', 'time to first token', '200')
+    .option('--token-ms <ms>', 'time between tokens', '20')
+    .option('--tokens <n>', 'tokens per answer', '50')
+    .action(async (o: Record<string, string>) => {
+      const num = (k: string) => {
+        const v = Number(o[k]);
+        if (!Number.isFinite(v) || v < 0) throw new UsageError(`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: expected a number, got '${o[k]}'`);
+        return v;
+      };
+      const m = /^(.*):(\d+)$/.exec(o['listen'] ?? '');
+      if (!m) throw new UsageError(`--listen: expected host:port, got '${o['listen']}'`);
+      const sim = await Simulator.start({
+        host: m[1] || '127.0.0.1',
+        port: Number(m[2]),
+        models: (o['models'] ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+        parallel: num('parallel'),
+        ttftMs: num('ttftMs'),
+        tokenMs: num('tokenMs'),
+        tokens: num('tokens'),
+      });
+      io.out(`simulated Ollama listening on ${sim.url}\n`);
+      onStopSignals(() => sim.stop());
+      result = undefined;
+    });
+
+  try {
+    await program.parseAsync(argv as string[]);
+    return result;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    if (err instanceof ConfigError) {
+      for (const p of err.problems) io.err(`error: ${formatProblem(p)}\n`);
+      return 2;
+    }
+    if (err instanceof UsageError) {
+      io.err(`error: ${err.message}\n`);
+      return 2;
+    }
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL') {
+      io.err(`error: cannot listen: ${e.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+class UsageError extends Error {}
+
+function sourcesFrom(flags: Record<string, unknown>, env: CliIO['env']): LoadSources {
+  const { config, ...rest } = flags;
+  return { file: typeof config === 'string' ? config : undefined, env, flags: rest };
+}
+
+async function serveCommand(flags: Record<string, unknown>, io: CliIO): Promise<number | undefined> {
+  const sources = sourcesFrom(flags, io.env);
+  const config: GatewayConfig = loadConfig(sources);
+  const gateway = await Gateway.start({ config });
+  const log = gateway.log;
+  if (!isLoopback(config.listen.host)) {
+    log.warn({ listen: config.listen.host }, 'listening beyond loopback: anyone who can reach this address can use the fleet');
+  }
+  process.on('SIGHUP', () => {
+    try {
+      gateway.reload(loadConfig(sources));
+    } catch (err) {
+      const problems = err instanceof ConfigError ? err.problems.map(formatProblem) : [String(err)];
+      log.error({ problems }, 'config reload rejected: keeping the running config');
+    }
+  });
+  onStopSignals(async () => {
+    await gateway.stop();
+    log.flush();
+  });
+  return undefined;
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host.startsWith('127.') || host === '::1';
+}
+
+/** SIGTERM / SIGINT: stop gracefully once, exit 0; a second signal exits at once. */
+function onStopSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      process.stderr.write(`${signal} again: exiting now\n`);
+      process.exit(1);
+    }
+    stopping = true;
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`error while stopping: ${String(err)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', handler);
+  process.on('SIGINT', handler);
+}

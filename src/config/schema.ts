@@ -1,0 +1,187 @@
+// The configuration's shape as a user writes it (snake_case YAML), validated once with zod and
+// turned into a frozen, camelCase GatewayConfig that the rest of the gateway reads.
+import { z } from 'zod';
+
+const seconds = (what: string) => z.number({ error: `${what} must be a number of seconds` }).min(0, `${what} must be 0 or more`);
+const positiveSeconds = (what: string) => z.number({ error: `${what} must be a number of seconds` }).positive(`${what} must be more than 0`);
+const whole = (what: string, min: number, max: number) =>
+  z
+    .number({ error: `${what} must be a whole number` })
+    .int(`${what} must be a whole number`)
+    .min(min, `${what} must be at least ${min}`)
+    .max(max, `${what} must be at most ${max}`);
+
+const listenSchema = z.string().refine((v) => parseListen(v) !== undefined, {
+  message: 'listen must be host:port, e.g. 127.0.0.1:8080 or [::1]:8080 or :8080',
+});
+
+const urlSchema = z.string().refine(
+  (v) => {
+    try {
+      const u = new URL(v);
+      return (u.protocol === 'http:' || u.protocol === 'https:') && u.search === '' && u.hash === '';
+    } catch {
+      return false;
+    }
+  },
+  { message: 'url must be an http:// or https:// URL without query or fragment, e.g. http://gpu1:11434' },
+);
+
+export const backendSchema = z.strictObject({
+  url: urlSchema,
+  name: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/, 'name may hold letters, digits and _ . : - only').optional(),
+  slots: whole('slots', 1, 1024).optional(),
+});
+
+export const fileSchema = z.strictObject({
+  listen: listenSchema.default('127.0.0.1:8080'),
+  backends: z.array(backendSchema).min(1, 'at least one backend is needed'),
+  slots_per_backend: whole('slots_per_backend', 1, 1024).default(1),
+  queue: z
+    .strictObject({
+      size: whole('queue.size', 0, 1_000_000).default(100),
+      max_wait_seconds: seconds('queue.max_wait_seconds').default(0),
+      retry_after_seconds: whole('queue.retry_after_seconds', 1, 3600).default(1),
+    })
+    .prefault({}),
+  limits: z
+    .strictObject({
+      max_body_bytes: whole('limits.max_body_bytes', 1024, 2 ** 31).default(32 * 1024 * 1024),
+      max_header_bytes: whole('limits.max_header_bytes', 1024, 1024 * 1024).default(16 * 1024),
+      request_header_timeout_seconds: positiveSeconds('limits.request_header_timeout_seconds').default(10),
+    })
+    .prefault({}),
+  timeouts: z
+    .strictObject({
+      connect_seconds: positiveSeconds('timeouts.connect_seconds').default(10),
+      headers_seconds: positiveSeconds('timeouts.headers_seconds').default(600),
+      idle_seconds: positiveSeconds('timeouts.idle_seconds').default(300),
+    })
+    .prefault({}),
+  health: z
+    .strictObject({
+      path: z.string().startsWith('/', 'health.path must start with /').default('/'),
+      interval_seconds: positiveSeconds('health.interval_seconds').default(5),
+      timeout_seconds: positiveSeconds('health.timeout_seconds').default(2),
+      unhealthy_after: whole('health.unhealthy_after', 1, 100).default(3),
+      healthy_after: whole('health.healthy_after', 1, 100).default(2),
+    })
+    .prefault({}),
+  retry: z
+    .strictObject({
+      max_attempts: whole('retry.max_attempts', 1, 10).default(3),
+    })
+    .prefault({}),
+  shutdown: z
+    .strictObject({
+      drain_seconds: seconds('shutdown.drain_seconds').default(30),
+    })
+    .prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
+  inspect: z
+    .strictObject({
+      workers: whole('inspect.workers', 0, 64).default(1),
+      worker_threshold_bytes: whole('inspect.worker_threshold_bytes', 0, 2 ** 31).default(256 * 1024),
+    })
+    .prefault({}),
+}).superRefine((cfg, ctx) => {
+  const urls = new Map<string, number>();
+  const names = new Map<string, number>();
+  cfg.backends.forEach((b, i) => {
+    const url = b.url.replace(/\/+$/, '');
+    if (urls.has(url)) ctx.addIssue({ code: 'custom', path: ['backends', i, 'url'], message: `url ${url} is already backend ${urls.get(url)! + 1}` });
+    else urls.set(url, i);
+    if (b.name !== undefined) {
+      if (names.has(b.name)) ctx.addIssue({ code: 'custom', path: ['backends', i, 'name'], message: `name ${b.name} is already backend ${names.get(b.name)! + 1}` });
+      else names.set(b.name, i);
+    }
+  });
+});
+
+export type FileConfig = z.infer<typeof fileSchema>;
+
+export interface BackendConfig {
+  readonly name: string;
+  readonly url: string;
+  readonly slots: number;
+}
+
+export interface GatewayConfig {
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly backends: readonly BackendConfig[];
+  readonly queue: { readonly size: number; readonly maxWaitMs: number; readonly retryAfterSeconds: number };
+  readonly limits: { readonly maxBodyBytes: number; readonly maxHeaderBytes: number; readonly requestHeaderTimeoutMs: number };
+  readonly timeouts: { readonly connectMs: number; readonly headersMs: number; readonly idleMs: number };
+  readonly health: {
+    readonly path: string;
+    readonly intervalMs: number;
+    readonly timeoutMs: number;
+    readonly unhealthyAfter: number;
+    readonly healthyAfter: number;
+  };
+  readonly retry: { readonly maxAttempts: number };
+  readonly drainMs: number;
+  readonly logLevel: FileConfig['log']['level'];
+  readonly inspect: { readonly workers: number; readonly workerThresholdBytes: number };
+}
+
+export function parseListen(value: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value.trim());
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port > 65535) return undefined;
+  const host = m[1] ?? (m[2] === '' ? '0.0.0.0' : m[2]!);
+  return { host, port };
+}
+
+function backendName(url: string, index: number, taken: Set<string>): string {
+  const u = new URL(url);
+  let name = u.port ? `${u.hostname}:${u.port}` : u.hostname;
+  if (taken.has(name)) name = `${name}#${index + 1}`;
+  return name;
+}
+
+/** Turn a validated file-shaped object into the frozen config the gateway runs on. */
+export function freezeConfig(f: FileConfig): GatewayConfig {
+  const taken = new Set<string>();
+  const backends = f.backends.map((b, i) => {
+    const name = b.name ?? backendName(b.url, i, taken);
+    taken.add(name);
+    return Object.freeze({ name, url: b.url.replace(/\/+$/, ''), slots: b.slots ?? f.slots_per_backend });
+  });
+  const ms = (s: number) => Math.round(s * 1000);
+  return deepFreeze({
+    listen: parseListen(f.listen)!,
+    backends,
+    queue: { size: f.queue.size, maxWaitMs: ms(f.queue.max_wait_seconds), retryAfterSeconds: f.queue.retry_after_seconds },
+    limits: {
+      maxBodyBytes: f.limits.max_body_bytes,
+      maxHeaderBytes: f.limits.max_header_bytes,
+      requestHeaderTimeoutMs: ms(f.limits.request_header_timeout_seconds),
+    },
+    timeouts: { connectMs: ms(f.timeouts.connect_seconds), headersMs: ms(f.timeouts.headers_seconds), idleMs: ms(f.timeouts.idle_seconds) },
+    health: {
+      path: f.health.path,
+      intervalMs: ms(f.health.interval_seconds),
+      timeoutMs: ms(f.health.timeout_seconds),
+      unhealthyAfter: f.health.unhealthy_after,
+      healthyAfter: f.health.healthy_after,
+    },
+    retry: { maxAttempts: f.retry.max_attempts },
+    drainMs: ms(f.shutdown.drain_seconds),
+    logLevel: f.log.level,
+    inspect: { workers: f.inspect.workers, workerThresholdBytes: f.inspect.worker_threshold_bytes },
+  });
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}

@@ -1,0 +1,221 @@
+// The dispatcher: at most `slots` jobs in flight per backend, one bounded FIFO wait queue, and
+// work conservation: whenever a slot frees or a backend joins or recovers, the queue drains
+// until every free slot is busy again (event-driven, no polling). Among free backends, round
+// robin. A waiter leaves the queue when its max wait runs out (timer), when its client goes, or
+// when no backend it could use is left in rotation.
+import { GatewayError } from '../errors.js';
+import { WaitQueue, type QueueNode } from './wait-queue.js';
+
+/** What the dispatcher needs to know of a backend. */
+export interface DispatchTarget {
+  readonly name: string;
+  inFlight: number;
+  readonly slots: number;
+  /** healthy and not leaving */
+  readonly inRotation: boolean;
+}
+
+export interface Lease<T extends DispatchTarget> {
+  readonly backend: T;
+  /** milliseconds this job waited in the queue (0 when a slot was free) */
+  readonly queuedMs: number;
+  /** Give the slot back. Idempotent; call it in `finally`. */
+  release(): void;
+}
+
+export interface AcquireOptions<T> {
+  /** aborted when the client goes away */
+  readonly signal?: AbortSignal;
+  /** backends this job has already failed on */
+  readonly exclude?: ReadonlySet<T>;
+}
+
+export interface DispatcherOptions {
+  /** how many jobs may wait; 0 means none may */
+  readonly queueSize: number;
+  /** 0 means wait without limit */
+  readonly maxWaitMs: number;
+}
+
+export type DispatchEvent = 'queued' | 'dequeued' | 'queue_full' | 'queue_timeout' | 'cancelled_queued' | 'no_healthy_backend';
+
+interface Waiter<T extends DispatchTarget> {
+  readonly exclude: ReadonlySet<T> | undefined;
+  readonly enqueuedAt: number;
+  readonly resolve: (lease: Lease<T>) => void;
+  readonly reject: (err: unknown) => void;
+  timer: NodeJS.Timeout | undefined;
+  cleanup: (() => void) | undefined;
+}
+
+export class Dispatcher<T extends DispatchTarget> {
+  private readonly queue = new WaitQueue<Waiter<T>>();
+  private cursor = 0;
+  private closedWith: GatewayError | undefined;
+  private opts: DispatcherOptions;
+  private readonly targets: () => readonly T[];
+  private readonly onRelease: (backend: T) => void;
+  /** counters for metrics and tests */
+  readonly counts: Record<DispatchEvent, number> = {
+    queued: 0,
+    dequeued: 0,
+    queue_full: 0,
+    queue_timeout: 0,
+    cancelled_queued: 0,
+    no_healthy_backend: 0,
+  };
+
+  constructor(targets: () => readonly T[], opts: DispatcherOptions, onRelease: (backend: T) => void = () => {}) {
+    this.targets = targets;
+    this.opts = opts;
+    this.onRelease = onRelease;
+  }
+
+  get queueDepth(): number {
+    return this.queue.size;
+  }
+
+  get queueSize(): number {
+    return this.opts.queueSize;
+  }
+
+  /** A reload: new bounds apply to new waiters; nobody already waiting is evicted by it. */
+  configure(opts: DispatcherOptions): void {
+    this.opts = opts;
+    this.drain();
+  }
+
+  /** Resolve with a lease on a free slot, now or after a wait in the queue. */
+  acquire(options: AcquireOptions<T> = {}): Promise<Lease<T>> {
+    const { signal, exclude } = options;
+    if (signal?.aborted) return Promise.reject(clientClosed());
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    if (!this.anyInRotation(exclude)) {
+      this.counts.no_healthy_backend++;
+      return Promise.reject(new GatewayError('no_healthy_backend', 'no healthy backend'));
+    }
+    // a job may only jump ahead of waiters when nobody is waiting (FIFO), or when every waiter
+    // is barred from the free backend (they would not take it anyway)
+    const free = this.queue.size === 0 ? this.pickFree(exclude) : undefined;
+    if (free) return Promise.resolve(this.lease(free, 0));
+    if (this.queue.size >= this.opts.queueSize) {
+      this.counts.queue_full++;
+      return Promise.reject(new GatewayError('queue_full', `server busy: all slots in use and the wait queue is full (${this.opts.queueSize})`));
+    }
+    return new Promise<Lease<T>>((resolve, reject) => {
+      const waiter: Waiter<T> = { exclude, enqueuedAt: performance.now(), resolve, reject, timer: undefined, cleanup: undefined };
+      const node = this.queue.push(waiter);
+      this.counts.queued++;
+      if (this.opts.maxWaitMs > 0) {
+        waiter.timer = setTimeout(() => {
+          this.counts.queue_timeout++;
+          this.evict(node, new GatewayError('queue_timeout', `no slot became free within the maximum queue wait (${this.opts.maxWaitMs / 1000} s)`));
+        }, this.opts.maxWaitMs);
+      }
+      if (signal) {
+        const onAbort = () => {
+          this.counts.cancelled_queued++;
+          this.evict(node, clientClosed());
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        waiter.cleanup = () => signal.removeEventListener('abort', onAbort);
+      }
+      // with nobody ahead of it and a free slot it could take, a waiter never waits
+      this.drain();
+    });
+  }
+
+  /**
+   * Hand free slots to waiters, oldest first, until no free slot is left that any waiter may
+   * use. Called whenever a slot frees or a backend joins, recovers or grows.
+   */
+  drain(): void {
+    if (this.queue.size === 0) return;
+    for (const node of this.queue.nodes()) {
+      if (!this.anyFree()) return;
+      const w = node.value;
+      const b = this.pickFree(w.exclude);
+      if (!b) continue;
+      this.unlink(node);
+      this.counts.dequeued++;
+      w.resolve(this.lease(b, performance.now() - w.enqueuedAt));
+    }
+  }
+
+  /**
+   * A backend left rotation: waiters that have nowhere left to go are answered now rather than
+   * at their max wait.
+   */
+  pruneStranded(): void {
+    for (const node of this.queue.nodes()) {
+      if (!this.anyInRotation(node.value.exclude)) {
+        this.counts.no_healthy_backend++;
+        this.evict(node, new GatewayError('no_healthy_backend', 'no healthy backend'));
+      }
+    }
+  }
+
+  /** Shutdown: every waiter, and every job that comes later, is answered with `err`. */
+  close(err: GatewayError): void {
+    this.closedWith = err;
+    for (const node of this.queue.nodes()) this.evict(node, err);
+  }
+
+  private evict(node: QueueNode<Waiter<T>>, err: unknown): void {
+    if (!this.unlink(node)) return;
+    node.value.reject(err);
+  }
+
+  private unlink(node: QueueNode<Waiter<T>>): boolean {
+    if (!this.queue.remove(node)) return false;
+    const w = node.value;
+    if (w.timer) clearTimeout(w.timer);
+    w.cleanup?.();
+    return true;
+  }
+
+  private lease(b: T, queuedMs: number): Lease<T> {
+    b.inFlight++;
+    let released = false;
+    return {
+      backend: b,
+      queuedMs,
+      release: () => {
+        if (released) return;
+        released = true;
+        b.inFlight--;
+        this.onRelease(b);
+        this.drain();
+      },
+    };
+  }
+
+  private anyFree(): boolean {
+    for (const b of this.targets()) if (b.inRotation && b.inFlight < b.slots) return true;
+    return false;
+  }
+
+  private anyInRotation(exclude: ReadonlySet<T> | undefined): boolean {
+    for (const b of this.targets()) if (b.inRotation && !exclude?.has(b)) return true;
+    return false;
+  }
+
+  /** Round robin among free backends in rotation that this job may use. */
+  private pickFree(exclude: ReadonlySet<T> | undefined): T | undefined {
+    const list = this.targets();
+    const n = list.length;
+    for (let i = 0; i < n; i++) {
+      const idx = (this.cursor + i) % n;
+      const b = list[idx]!;
+      if (b.inRotation && b.inFlight < b.slots && !exclude?.has(b)) {
+        this.cursor = (idx + 1) % n;
+        return b;
+      }
+    }
+    return undefined;
+  }
+}
+
+function clientClosed(): GatewayError {
+  return new GatewayError('client_closed', 'client closed the request');
+}

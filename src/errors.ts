@@ -1,0 +1,83 @@
+// Every failure the gateway itself produces is a GatewayError: a stable code, an HTTP status and
+// a message. One place (toOllamaBody / toOpenAIBody) turns it into each API's own error shape, so
+// that real clients (ollama-js, openai-node, Open WebUI) parse our errors as they parse a server's.
+
+export interface ErrorSpec {
+  readonly status: number;
+  /** Seconds for a Retry-After header, when a retry later makes sense. */
+  readonly retryAfter?: boolean;
+  readonly description: string;
+}
+
+// The README's error table is checked against this registry by a test: change both together.
+export const ERRORS = {
+  bad_json: { status: 400, description: 'The request body is not valid JSON.' },
+  bad_request: { status: 400, description: 'The request body is JSON but not an object, or a field has the wrong type.' },
+  not_found: { status: 404, description: 'No such route on the gateway.' },
+  body_too_large: { status: 413, description: 'The request body is larger than `limits.max_body_bytes`.' },
+  client_closed: { status: 499, description: 'The client went away before the answer was complete (logged, never seen by the client).' },
+  internal_error: { status: 500, description: 'A bug in the gateway: the request failed, the gateway stays up.' },
+  upstream_unreachable: { status: 502, description: 'No backend could be reached (connection refused or reset on every try).' },
+  upstream_failed: { status: 502, description: 'The backend failed while answering; mid-stream this becomes a final error line.' },
+  queue_full: { status: 503, retryAfter: true, description: 'Every slot is busy and the wait queue is at `queue.size`.' },
+  queue_timeout: { status: 503, retryAfter: true, description: 'The request waited `queue.max_wait_seconds` without getting a slot.' },
+  no_healthy_backend: { status: 503, retryAfter: true, description: 'No backend is in rotation: all are failing their health checks.' },
+  shutting_down: { status: 503, retryAfter: true, description: 'The gateway is draining for a stop or a restart.' },
+  upstream_timeout: { status: 504, description: 'The backend sent no response headers within `timeouts.headers_seconds`.' },
+  upstream_idle_timeout: { status: 504, description: 'The backend sent nothing for `timeouts.idle_seconds` in the middle of a response.' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export class GatewayError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** True when nothing reached the client and nothing reached a GPU: another backend may take it. */
+  readonly retryable: boolean;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; retryable?: boolean } = {}) {
+    super(message, { cause: options.cause });
+    this.name = 'GatewayError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.retryable = options.retryable ?? false;
+  }
+
+  get retryAfter(): boolean {
+    const spec: ErrorSpec = ERRORS[this.code];
+    return spec.retryAfter === true;
+  }
+}
+
+export function isGatewayError(err: unknown): err is GatewayError {
+  return err instanceof GatewayError;
+}
+
+/** Which API's error shape a route speaks. */
+export type ApiFlavor = 'ollama' | 'openai';
+
+export function flavorOf(path: string): ApiFlavor {
+  return path.startsWith('/v1/') || path === '/v1' ? 'openai' : 'ollama';
+}
+
+/** Ollama's native shape: `{"error": "..."}` (api/types.go StatusError). */
+export function toOllamaBody(err: GatewayError): { error: string } {
+  return { error: err.message };
+}
+
+export interface OpenAIErrorBody {
+  error: { message: string; type: string; param: null; code: string };
+}
+
+/** OpenAI's shape, with Ollama's own choice of `type` per status (middleware/openai.go). */
+export function toOpenAIBody(err: GatewayError): OpenAIErrorBody {
+  const type = err.status === 400 || err.status === 413 ? 'invalid_request_error' : err.status === 404 ? 'not_found_error' : 'api_error';
+  return { error: { message: err.message, type, param: null, code: err.code } };
+}
+
+export function errorBody(err: GatewayError, flavor: ApiFlavor): string {
+  return JSON.stringify(flavor === 'openai' ? toOpenAIBody(err) : toOllamaBody(err));
+}
+
+/** What to tell a client that wants to retry later, in seconds. */
+export const RETRY_AFTER_SECONDS = 1;

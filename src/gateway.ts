@@ -1,0 +1,201 @@
+// The composition root: builds the pieces from a config, starts them, reloads and stops them.
+// Data flows one way: HTTP front -> proxy -> dispatcher -> backend -> relay.
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Backend } from './backends/backend.js';
+import { HealthChecker } from './backends/health-checker.js';
+import { Registry } from './backends/registry.js';
+import type { GatewayConfig } from './config/schema.js';
+import { Dispatcher } from './dispatch/dispatcher.js';
+import { GatewayError } from './errors.js';
+import type { RequestContext } from './http/context.js';
+import { createFront } from './http/server.js';
+import { Inspector } from './inspect/inspector.js';
+import { createLogger } from './log/logger.js';
+import { Proxy } from './proxy/proxy.js';
+
+export interface GatewayOptions {
+  readonly config: GatewayConfig;
+  /** defaults to a pino logger on stdout at the config's level */
+  readonly logger?: Logger;
+}
+
+export interface BackendStatus {
+  readonly name: string;
+  readonly url: string;
+  readonly healthy: boolean;
+  readonly retiring: boolean;
+  readonly in_flight: number;
+  readonly slots: number;
+  readonly last_error: string | undefined;
+}
+
+export interface HealthReport {
+  readonly status: 'ok' | 'unavailable';
+  readonly backends: BackendStatus[];
+  readonly queue: { readonly depth: number; readonly size: number };
+  readonly in_flight: number;
+}
+
+export class Gateway {
+  readonly log: Logger;
+  readonly registry: Registry;
+  readonly dispatcher: Dispatcher<Backend>;
+  readonly health: HealthChecker;
+  readonly inspector: Inspector;
+  private readonly server: Server;
+  private cfg: GatewayConfig;
+  private active = 0;
+  private idleWaiters: (() => void)[] = [];
+  private stopping: Promise<void> | undefined;
+
+  private constructor(opts: GatewayOptions) {
+    this.cfg = opts.config;
+    this.log = opts.logger ?? createLogger({ level: opts.config.logLevel });
+    this.registry = new Registry(this.cfg, this.log);
+    this.dispatcher = new Dispatcher<Backend>(() => this.registry.all, this.dispatchOptions(this.cfg), (b) => this.registry.removeIfIdle(b));
+    this.registry.on((e) => {
+      if (e.type === 'down' || e.type === 'retiring' || e.type === 'removed') this.dispatcher.pruneStranded();
+      // a backend that joins, comes back or grows takes waiting jobs at once
+      if (e.type === 'added' || e.type === 'up' || e.type === 'resized') this.dispatcher.drain();
+    });
+    this.health = new HealthChecker(this.registry);
+    this.inspector = new Inspector(this.cfg.inspect);
+    const proxy = new Proxy({ registry: this.registry, dispatcher: this.dispatcher, inspector: this.inspector, config: () => this.cfg });
+    this.server = createFront(
+      this.cfg,
+      {
+        dispatched: (ctx) => this.track(proxy.dispatched(ctx)),
+        passthrough: (ctx) => this.track(proxy.passthrough(ctx)),
+        gateway: (ctx) => this.answerOwnRoute(ctx),
+        draining: () => this.stopping !== undefined,
+      },
+      this.log,
+    );
+  }
+
+  /** Build, bind the listener and start health checks. */
+  static async start(opts: GatewayOptions): Promise<Gateway> {
+    const g = new Gateway(opts);
+    g.registry.apply(g.cfg);
+    await new Promise<void>((resolve, reject) => {
+      g.server.once('error', reject);
+      g.server.listen(g.cfg.listen.port, g.cfg.listen.host, () => {
+        g.server.off('error', reject);
+        resolve();
+      });
+    });
+    g.health.start();
+    const a = g.address;
+    g.log.info(
+      { listen: `${a.address}:${a.port}`, backends: g.cfg.backends.map((b) => ({ name: b.name, url: b.url, slots: b.slots })), queue_size: g.cfg.queue.size, max_wait_ms: g.cfg.queue.maxWaitMs },
+      'gateway listening',
+    );
+    return g;
+  }
+
+  get config(): GatewayConfig {
+    return this.cfg;
+  }
+
+  get address(): AddressInfo {
+    return this.server.address() as AddressInfo;
+  }
+
+  get url(): string {
+    const a = this.address;
+    const host = a.family === 'IPv6' ? `[${a.address}]` : a.address === '0.0.0.0' ? '127.0.0.1' : a.address;
+    return `http://${host}:${a.port}`;
+  }
+
+  /** Apply a new config without cutting anything in flight. */
+  reload(next: GatewayConfig): void {
+    const prev = this.cfg;
+    if (next.listen.host !== prev.listen.host || next.listen.port !== prev.listen.port) {
+      this.log.warn({ from: `${prev.listen.host}:${prev.listen.port}`, to: `${next.listen.host}:${next.listen.port}` }, 'listen address changes need a restart; keeping the old one');
+    }
+    this.cfg = { ...next, listen: prev.listen, limits: next.limits, inspect: prev.inspect };
+    this.log.level = next.logLevel;
+    this.dispatcher.configure(this.dispatchOptions(next));
+    this.registry.apply(this.cfg);
+    this.log.info({ backends: this.cfg.backends.map((b) => b.name), queue_size: next.queue.size }, 'config reloaded');
+  }
+
+  healthReport(): HealthReport {
+    const backends = this.registry.all.map((b) => ({
+      name: b.name,
+      url: b.url,
+      healthy: b.healthy,
+      retiring: b.retiring,
+      in_flight: b.inFlight,
+      slots: b.slots,
+      last_error: b.health.lastError,
+    }));
+    const up = this.registry.all.some((b) => b.inRotation);
+    return {
+      status: up ? 'ok' : 'unavailable',
+      backends,
+      queue: { depth: this.dispatcher.queueDepth, size: this.dispatcher.queueSize },
+      in_flight: this.registry.all.reduce((n, b) => n + b.inFlight, 0),
+    };
+  }
+
+  /**
+   * Stop: refuse new work, answer queued jobs 503, let streams finish up to the drain deadline,
+   * then cut what is left. Safe to call twice.
+   */
+  stop(drainMs = this.cfg.drainMs): Promise<void> {
+    this.stopping ??= this.doStop(drainMs);
+    return this.stopping;
+  }
+
+  private async doStop(drainMs: number): Promise<void> {
+    this.log.info({ in_flight: this.active, queued: this.dispatcher.queueDepth, drain_ms: drainMs }, 'stopping: draining');
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    this.dispatcher.close(new GatewayError('shutting_down', 'the gateway is shutting down'));
+    this.health.stop();
+    let timer: NodeJS.Timeout | undefined;
+    const drained = await Promise.race([
+      this.whenIdle().then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), drainMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!drained) this.log.warn({ in_flight: this.active }, 'drain deadline passed: cutting the remaining requests');
+    this.server.closeAllConnections();
+    await Promise.all([closed, this.registry.close(!drained), this.inspector.close()]);
+    this.log.info('stopped');
+  }
+
+  private whenIdle(): Promise<void> {
+    if (this.active === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private async track(p: Promise<void>): Promise<void> {
+    this.active++;
+    try {
+      await p;
+    } finally {
+      this.active--;
+      if (this.active === 0) for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  private answerOwnRoute(ctx: RequestContext): void {
+    const report = this.healthReport();
+    const status = report.status === 'ok' ? 200 : 503;
+    const body = JSON.stringify(report);
+    ctx.record.status = status;
+    ctx.record.bytesOut = body.length;
+    ctx.res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+    ctx.res.end(ctx.record.method === 'HEAD' ? undefined : body);
+  }
+
+  private dispatchOptions(cfg: GatewayConfig) {
+    return { queueSize: cfg.queue.size, maxWaitMs: cfg.queue.maxWaitMs };
+  }
+}

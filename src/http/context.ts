@@ -1,0 +1,55 @@
+// Per-request state: the id, the client's abort signal (fired when the client goes away before
+// the answer is complete), and the facts the request's one log line reports.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { RequestRecord } from '../log/request-log.js';
+
+const ID_OK = /^[\w.:@/+=-]{1,128}$/;
+
+export class RequestContext {
+  readonly id: string;
+  readonly start = performance.now();
+  readonly path: string;
+  private readonly abort = new AbortController();
+  readonly record: RequestRecord;
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+  ) {
+    const given = req.headers['x-request-id'];
+    this.id = typeof given === 'string' && ID_OK.test(given) ? given : randomUUID();
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    this.path = q === -1 ? url : url.slice(0, q);
+    this.record = {
+      id: this.id,
+      method: req.method ?? 'GET',
+      path: this.path,
+      model: undefined,
+      backend: undefined,
+      status: 0,
+      code: undefined,
+      queueMs: undefined,
+      ttfbMs: undefined,
+      durationMs: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+      attempts: 0,
+      promptTokens: undefined,
+      completionTokens: undefined,
+    };
+    res.once('close', () => {
+      if (!res.writableFinished) this.abort.abort();
+    });
+  }
+
+  /** Fires when the client goes away before the response is complete. */
+  get clientSignal(): AbortSignal {
+    return this.abort.signal;
+  }
+
+  get clientGone(): boolean {
+    return this.abort.signal.aborted;
+  }
+}

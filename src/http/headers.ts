@@ -1,0 +1,56 @@
+// Header hygiene for a proxy (RFC 9110 §7.6.1, as Go's httputil.ReverseProxy does it): hop-by-hop
+// headers are stripped both ways, and so is every header the Connection header names. The
+// client's Host never goes upstream: a loopback-bound Ollama answers 403 to a foreign Host.
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+// Not hop-by-hop, but the gateway sets these itself on the way up.
+const NOT_FORWARDED_UP = new Set(['host', 'content-length', 'expect', 'x-request-id']);
+
+function connectionTokens(h: IncomingHttpHeaders): Set<string> | undefined {
+  const c = h['connection'];
+  if (!c) return undefined;
+  const value = Array.isArray(c) ? c.join(',') : c;
+  return new Set(value.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean));
+}
+
+export function upstreamHeaders(
+  h: IncomingHttpHeaders,
+  opts: { requestId: string; bodyLength: number | undefined; remoteAddress: string | undefined },
+): Record<string, string | string[]> {
+  const named = connectionTokens(h);
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined || HOP_BY_HOP.has(k) || NOT_FORWARDED_UP.has(k) || named?.has(k)) continue;
+    out[k] = v;
+  }
+  out['x-request-id'] = opts.requestId;
+  if (opts.bodyLength !== undefined) out['content-length'] = String(opts.bodyLength);
+  if (opts.remoteAddress) {
+    const prior = h['x-forwarded-for'];
+    out['x-forwarded-for'] = prior ? `${Array.isArray(prior) ? prior.join(', ') : prior}, ${opts.remoteAddress}` : opts.remoteAddress;
+  }
+  return out;
+}
+
+export function downstreamHeaders(h: IncomingHttpHeaders, requestId: string): OutgoingHttpHeaders {
+  const named = connectionTokens(h);
+  const out: OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined || HOP_BY_HOP.has(k) || named?.has(k)) continue;
+    out[k] = v;
+  }
+  out['x-request-id'] = requestId;
+  return out;
+}

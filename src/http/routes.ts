@@ -1,0 +1,27 @@
+// Route classes. Generation and embedding routes go through the dispatcher (they hold a GPU
+// slot); every other Ollama or OpenAI-compatible path passes straight through to a backend in
+// rotation (they are cheap and must never wait behind a generation); the gateway answers its
+// own routes; anything else is a 404.
+
+export type RouteKind = 'gateway' | 'dispatch' | 'passthrough' | 'not_found';
+
+export const DISPATCHED_PATHS: ReadonlySet<string> = new Set([
+  '/api/generate',
+  '/api/chat',
+  '/api/embed',
+  '/api/embeddings',
+  '/v1/chat/completions',
+  '/v1/completions',
+  '/v1/embeddings',
+  '/v1/responses',
+  '/v1/messages',
+]);
+
+export const GATEWAY_PATHS: ReadonlySet<string> = new Set(['/healthz']);
+
+export function classifyRoute(method: string, path: string): RouteKind {
+  if (GATEWAY_PATHS.has(path)) return 'gateway';
+  if (method === 'POST' && DISPATCHED_PATHS.has(path)) return 'dispatch';
+  if (path === '/' || path.startsWith('/api/') || path.startsWith('/v1/')) return 'passthrough';
+  return 'not_found';
+}

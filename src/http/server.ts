@@ -1,0 +1,115 @@
+// The HTTP front: node:http with tight limits on what a client may send before we answer
+// (header size, header time), one handler that routes, answers errors in the API's own shape,
+// and writes each request's one log line when it ends.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { GatewayConfig } from '../config/schema.js';
+import { GatewayError, errorBody, flavorOf, isGatewayError } from '../errors.js';
+import { logRequest } from '../log/request-log.js';
+import { RequestContext } from './context.js';
+import { classifyRoute } from './routes.js';
+
+export interface FrontHandlers {
+  dispatched(ctx: RequestContext): Promise<void>;
+  passthrough(ctx: RequestContext): Promise<void>;
+  /** the gateway's own routes (`/healthz`) */
+  gateway(ctx: RequestContext): void;
+  /** true once a stop has begun: new requests get 503 */
+  draining(): boolean;
+}
+
+export function createFront(cfg: GatewayConfig, handlers: FrontHandlers, log: Logger): Server {
+  const server = createServer(
+    {
+      maxHeaderSize: cfg.limits.maxHeaderBytes,
+      headersTimeout: cfg.limits.requestHeaderTimeoutMs,
+      // the whole request (headers and body) must arrive within this; answers may take longer
+      requestTimeout: Math.max(cfg.limits.requestHeaderTimeoutMs, 300_000),
+      connectionsCheckingInterval: 1_000,
+      keepAliveTimeout: 65_000,
+      noDelay: true,
+      requireHostHeader: false,
+    },
+    (req, res) => void handle(req, res, handlers, log, cfg),
+  );
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => onClientError(err, socket, log));
+  return server;
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, h: FrontHandlers, log: Logger, cfg: GatewayConfig): Promise<void> {
+  const ctx = new RequestContext(req, res);
+  res.setHeader('x-request-id', ctx.id);
+  try {
+    if (h.draining()) throw new GatewayError('shutting_down', 'the gateway is shutting down');
+    switch (classifyRoute(ctx.record.method, ctx.path)) {
+      case 'gateway':
+        h.gateway(ctx);
+        break;
+      case 'dispatch':
+        await h.dispatched(ctx);
+        break;
+      case 'passthrough':
+        await h.passthrough(ctx);
+        break;
+      case 'not_found':
+        throw new GatewayError('not_found', `404 page not found: ${ctx.path}`);
+    }
+  } catch (err) {
+    const ge = isGatewayError(err) ? err : new GatewayError('internal_error', 'internal gateway error', { cause: err });
+    if (ge.code === 'internal_error') log.error({ req_id: ctx.id, err }, 'internal error');
+    sendError(ctx, ge, cfg);
+  } finally {
+    ctx.record.durationMs = performance.now() - ctx.start;
+    if (ctx.clientGone && ctx.record.code === undefined) ctx.record.code = 'client_closed';
+    if (ctx.clientGone) ctx.record.status = 499;
+    logRequest(log, ctx.record);
+  }
+}
+
+function sendError(ctx: RequestContext, err: GatewayError, cfg: GatewayConfig): void {
+  const { res } = ctx;
+  ctx.record.code = err.code;
+  if (err.code === 'client_closed' || ctx.clientGone) {
+    ctx.record.status = 499;
+    return;
+  }
+  if (res.headersSent) {
+    // nothing honest can be said on a response already under way
+    res.destroy();
+    return;
+  }
+  ctx.record.status = err.status;
+  const body = errorBody(err, flavorOf(ctx.path));
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+  };
+  if (err.retryAfter) headers['retry-after'] = cfg.queue.retryAfterSeconds;
+  // an unread body must not be read into memory: close the connection instead of draining it
+  const unreadBody = !ctx.req.complete && (ctx.req.headers['content-length'] !== undefined || ctx.req.headers['transfer-encoding'] !== undefined);
+  if (err.code === 'body_too_large' || err.code === 'shutting_down' || unreadBody) headers['connection'] = 'close';
+  ctx.record.ttfbMs = performance.now() - ctx.start;
+  ctx.record.bytesOut = Buffer.byteLength(body);
+  res.writeHead(err.status, headers);
+  res.end(ctx.record.method === 'HEAD' ? undefined : body);
+}
+
+const CLIENT_ERRORS: Record<string, [number, string]> = {
+  HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout'],
+  ERR_HTTP_HEADERS_TIMEOUT: [408, 'Request Timeout'],
+};
+
+function onClientError(err: NodeJS.ErrnoException, socket: Socket, log: Logger): void {
+  log.debug({ code: err.code, remote: socket.remoteAddress }, 'malformed request');
+  if (!socket.writable || err.code === 'ECONNRESET') {
+    socket.destroy();
+    return;
+  }
+  const [status, text] = CLIENT_ERRORS[err.code ?? ''] ?? [400, 'Bad Request'];
+  const body = JSON.stringify({ error: `${text.toLowerCase()}: ${err.code ?? 'malformed request'}` });
+  socket.end(
+    `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}

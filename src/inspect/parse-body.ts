@@ -1,0 +1,30 @@
+// What the gateway needs to know of a request body: its model and whether it streams. The body
+// itself is forwarded as the original bytes, untouched.
+
+export interface BodyFacts {
+  /** `model` (or the legacy `name`), when it is a string */
+  readonly model: string | undefined;
+  /** `stream` when the client set it to a boolean */
+  readonly stream: boolean | undefined;
+}
+
+export type ParseOutcome = { readonly ok: true; readonly facts: BodyFacts } | { readonly ok: false; readonly code: 'bad_json' | 'bad_request'; readonly message: string };
+
+const decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: false });
+
+export function parseBody(bytes: Uint8Array): ParseOutcome {
+  if (bytes.length === 0) return { ok: false, code: 'bad_request', message: 'missing request body' };
+  let value: unknown;
+  try {
+    value = JSON.parse(decoder.decode(bytes));
+  } catch (err) {
+    return { ok: false, code: 'bad_json', message: `invalid JSON in request body: ${(err as Error).message}` };
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { ok: false, code: 'bad_request', message: 'request body must be a JSON object' };
+  }
+  const o = value as Record<string, unknown>;
+  const m = typeof o['model'] === 'string' && o['model'] !== '' ? o['model'] : typeof o['name'] === 'string' ? o['name'] : undefined;
+  const stream = typeof o['stream'] === 'boolean' ? o['stream'] : undefined;
+  return { ok: true, facts: { model: m, stream } };
+}

@@ -1,0 +1,140 @@
+// The request path after routing: read and inspect the body, get a backend (a dispatcher slot for
+// generation routes, any backend in rotation for the rest), forward, and relay the answer.
+// Before response headers arrive, a connection failure, a header timeout or a backend going down
+// sends the job to another backend; after that, never.
+import type { Dispatcher as UndiciDispatcher } from 'undici';
+import type { Backend } from '../backends/backend.js';
+import type { Registry } from '../backends/registry.js';
+import type { GatewayConfig } from '../config/schema.js';
+import type { Dispatcher, Lease } from '../dispatch/dispatcher.js';
+import { GatewayError, isGatewayError } from '../errors.js';
+import { readBody } from '../http/body.js';
+import type { RequestContext } from '../http/context.js';
+import { downstreamHeaders, upstreamHeaders } from '../http/headers.js';
+import type { Inspector } from '../inspect/inspector.js';
+import { endWithError, relayBody, streamKind, type RelayProgress } from '../relay/relay.js';
+import { TokenTap } from '../relay/token-tap.js';
+import { sendUpstream, type UpstreamResponse } from './upstream.js';
+
+export interface ProxyDeps {
+  readonly registry: Registry;
+  readonly dispatcher: Dispatcher<Backend>;
+  readonly inspector: Inspector;
+  readonly config: () => GatewayConfig;
+}
+
+type Acquire = (tried: ReadonlySet<Backend>) => Promise<Lease<Backend>>;
+
+export class Proxy {
+  private cursor = 0;
+
+  constructor(private readonly deps: ProxyDeps) {}
+
+  /** Generation and embedding routes: one dispatcher slot for the whole answer. */
+  async dispatched(ctx: RequestContext): Promise<void> {
+    const raw = await readBody(ctx.req, this.deps.config().limits.maxBodyBytes);
+    ctx.record.bytesIn = raw.length;
+    const { facts, body } = await this.deps.inspector.inspect(raw);
+    ctx.record.model = facts.model;
+    const acquire: Acquire = (tried) => this.deps.dispatcher.acquire({ signal: ctx.clientSignal, exclude: tried });
+    await this.forward(ctx, body, acquire, (b) => b.pool);
+  }
+
+  /** Everything else under `/`, `/api/` and `/v1/`: straight to a backend, no slot taken. */
+  async passthrough(ctx: RequestContext): Promise<void> {
+    const body = await readBody(ctx.req, this.deps.config().limits.maxBodyBytes);
+    ctx.record.bytesIn = body.length;
+    const method = ctx.record.method;
+    const send = body.length > 0 || !(method === 'GET' || method === 'HEAD') ? body : undefined;
+    await this.forward(ctx, send, (tried) => this.anyInRotation(tried), (b) => b.aux);
+  }
+
+  private anyInRotation(tried: ReadonlySet<Backend>): Promise<Lease<Backend>> {
+    const list = this.deps.registry.all;
+    for (let i = 0; i < list.length; i++) {
+      const idx = (this.cursor + i) % list.length;
+      const b = list[idx]!;
+      if (b.inRotation && !tried.has(b)) {
+        this.cursor = (idx + 1) % list.length;
+        return Promise.resolve({ backend: b, queuedMs: 0, release: () => {} });
+      }
+    }
+    return Promise.reject(new GatewayError('no_healthy_backend', 'no healthy backend'));
+  }
+
+  private async forward(ctx: RequestContext, body: Buffer | undefined, acquire: Acquire, via: (b: Backend) => UndiciDispatcher): Promise<void> {
+    const maxAttempts = this.deps.config().retry.maxAttempts;
+    const tried = new Set<Backend>();
+    let lastErr: GatewayError | undefined;
+    for (let attempt = 1; ; attempt++) {
+      let lease: Lease<Backend>;
+      try {
+        lease = await acquire(tried);
+      } catch (err) {
+        // every backend left has been tried: the last real failure says more than "none left"
+        if (lastErr && isGatewayError(err) && err.code === 'no_healthy_backend') throw lastErr;
+        throw err;
+      }
+      const b = lease.backend;
+      tried.add(b);
+      ctx.record.queueMs = (ctx.record.queueMs ?? 0) + lease.queuedMs;
+      ctx.record.backend = b.name;
+      ctx.record.attempts = attempt;
+      try {
+        let up: UpstreamResponse;
+        try {
+          up = await sendUpstream(
+            b,
+            via(b),
+            {
+              method: ctx.record.method,
+              path: ctx.req.url ?? '/',
+              headers: upstreamHeaders(ctx.req.headers, { requestId: ctx.id, bodyLength: body?.length, remoteAddress: ctx.req.socket.remoteAddress }),
+              body,
+            },
+            ctx.clientSignal,
+          );
+        } catch (err) {
+          const ge = err as GatewayError;
+          if (!ge.retryable) throw ge;
+          b.failure('traffic', ge.message);
+          if (attempt >= maxAttempts) throw ge;
+          lastErr = ge;
+          continue;
+        }
+        b.success('traffic');
+        await this.respond(ctx, b, up);
+        return;
+      } finally {
+        lease.release();
+      }
+    }
+  }
+
+  private async respond(ctx: RequestContext, b: Backend, up: UpstreamResponse): Promise<void> {
+    const { res } = ctx;
+    ctx.record.status = up.statusCode;
+    res.writeHead(up.statusCode, downstreamHeaders(up.headers, ctx.id));
+    const ct = up.headers['content-type'];
+    const kind = streamKind(Array.isArray(ct) ? ct[0] : ct);
+    const progress: RelayProgress = { bytes: 0, firstByteAt: undefined, atLineStart: true };
+    const tap = new TokenTap();
+    try {
+      await relayBody(up.body, res, tap, progress);
+      res.end();
+    } catch (err) {
+      const ge = up.classify(err);
+      if (ge.code === 'client_closed') throw ge;
+      ctx.record.code = ge.code;
+      if (ge.code === 'upstream_failed') b.failure('traffic', ge.message);
+      endWithError(res, kind, ge, progress.atLineStart);
+    } finally {
+      up.done();
+      ctx.record.bytesOut = progress.bytes;
+      if (progress.firstByteAt !== undefined) ctx.record.ttfbMs = progress.firstByteAt - ctx.start;
+      const counts = tap.counts();
+      ctx.record.promptTokens = counts.prompt;
+      ctx.record.completionTokens = counts.completion;
+    }
+  }
+}

@@ -1,0 +1,109 @@
+// One try at one backend: send the request, wait for the response headers. Every way this can
+// fail becomes a GatewayError, marked retryable when nothing has reached the client (so another
+// backend may take the job). The abort signal stays wired to the upstream until `done()`, so a
+// client that leaves mid-stream cuts the backend's connection and its GPU stops.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Dispatcher } from 'undici';
+import type { Backend, PendingAttempt } from '../backends/backend.js';
+import { describeError } from '../backends/health-checker.js';
+import { GatewayError } from '../errors.js';
+
+export interface UpstreamRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: Record<string, string | string[]>;
+  readonly body: Buffer | undefined;
+}
+
+export interface UpstreamResponse {
+  readonly statusCode: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Dispatcher.ResponseData['body'];
+  /** stop listening to the client's signal: call when the response is over */
+  done(): void;
+  /** why the upstream body failed, as a GatewayError */
+  classify(err: unknown): GatewayError;
+}
+
+const UNREACHABLE = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_DESTROYED',
+]);
+
+function errCode(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && code !== 'UND_ERR_ABORTED') return code;
+  }
+  return undefined;
+}
+
+export async function sendUpstream(
+  backend: Backend,
+  via: Dispatcher,
+  req: UpstreamRequest,
+  clientSignal: AbortSignal,
+): Promise<UpstreamResponse> {
+  const ac = new AbortController();
+  let abortedBy: 'client' | 'redispatch' | undefined;
+  let redispatchReason = '';
+  const onClient = () => {
+    abortedBy ??= 'client';
+    ac.abort();
+  };
+  if (clientSignal.aborted) throw new GatewayError('client_closed', 'client closed the request');
+  clientSignal.addEventListener('abort', onClient, { once: true });
+  const pending: PendingAttempt = {
+    redispatch: (reason) => {
+      abortedBy ??= 'redispatch';
+      redispatchReason = reason;
+      ac.abort();
+    },
+  };
+  backend.pending.add(pending);
+
+  const classify = (err: unknown, beforeHeaders: boolean): GatewayError => {
+    if (err instanceof GatewayError) return err;
+    if (abortedBy === 'client') return new GatewayError('client_closed', 'client closed the request', { cause: err });
+    if (abortedBy === 'redispatch') return new GatewayError('upstream_unreachable', redispatchReason, { cause: err, retryable: beforeHeaders });
+    const code = errCode(err);
+    const detail = `${backend.name}: ${describeError(err)}`;
+    if (code === 'UND_ERR_HEADERS_TIMEOUT') {
+      return new GatewayError('upstream_timeout', `backend sent no response headers in time (${detail})`, { cause: err, retryable: beforeHeaders });
+    }
+    if (code === 'UND_ERR_BODY_TIMEOUT') return new GatewayError('upstream_idle_timeout', `backend went silent mid-response (${detail})`, { cause: err });
+    if (code !== undefined && UNREACHABLE.has(code)) {
+      return beforeHeaders
+        ? new GatewayError('upstream_unreachable', `backend unreachable (${detail})`, { cause: err, retryable: true })
+        : new GatewayError('upstream_failed', `backend connection lost mid-response (${detail})`, { cause: err });
+    }
+    return new GatewayError('upstream_failed', `backend failed (${detail})`, { cause: err, retryable: false });
+  };
+
+  const done = () => clientSignal.removeEventListener('abort', onClient);
+  try {
+    const res = await via.request({
+      method: req.method as Dispatcher.HttpMethod,
+      path: req.path,
+      headers: req.headers,
+      body: req.body,
+      signal: ac.signal,
+    });
+    return { statusCode: res.statusCode, headers: res.headers, body: res.body, done, classify: (err) => classify(err, false) };
+  } catch (err) {
+    done();
+    throw classify(err, true);
+  } finally {
+    backend.pending.delete(pending);
+  }
+}

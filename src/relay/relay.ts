@@ -1,0 +1,70 @@
+// Relaying a response body chunk by chunk as it arrives: no re-chunking, no buffering, and
+// backpressure both ways (a client that reads slowly pauses the upstream read; undici's idle
+// timer does not run while paused). Once headers are out a failure can no longer change the
+// status, so it becomes the stream's own last word: an NDJSON `{"error": ...}` line (Ollama's
+// convention), an SSE `data:` event with an OpenAI error object, or, for a plain body, a cut
+// connection so the client cannot take a truncated answer for a whole one.
+import type { ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { GatewayError } from '../errors.js';
+import { toOpenAIBody } from '../errors.js';
+import type { TokenTap } from './token-tap.js';
+
+export interface RelayProgress {
+  bytes: number;
+  /** performance.now() when the first body byte was written to the client */
+  firstByteAt: number | undefined;
+  /** the last byte written was a newline (so an error line starts on a line of its own) */
+  atLineStart: boolean;
+}
+
+export function relayBody(src: Readable, res: ServerResponse, tap: TokenTap, progress: RelayProgress): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      if (progress.firstByteAt === undefined) progress.firstByteAt = performance.now();
+      progress.bytes += chunk.length;
+      tap.push(chunk);
+      progress.atLineStart = chunk[chunk.length - 1] === 0x0a;
+      if (!res.write(chunk)) {
+        src.pause();
+        res.once('drain', onDrain);
+      }
+    };
+    const onDrain = () => src.resume();
+    const finish = (err?: Error) => {
+      src.off('data', onData);
+      src.off('end', onEnd);
+      src.off('error', onError);
+      res.off('drain', onDrain);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onEnd = () => finish();
+    const onError = (err: Error) => finish(err);
+    src.on('data', onData);
+    src.once('end', onEnd);
+    src.once('error', onError);
+  });
+}
+
+export type StreamKind = 'ndjson' | 'sse' | 'other';
+
+export function streamKind(contentType: string | undefined): StreamKind {
+  if (!contentType) return 'other';
+  if (contentType.includes('ndjson')) return 'ndjson';
+  if (contentType.includes('text/event-stream')) return 'sse';
+  return 'other';
+}
+
+/** End a response whose headers are already out after an upstream failure. */
+export function endWithError(res: ServerResponse, kind: StreamKind, err: GatewayError, atLineStart: boolean): void {
+  if (res.destroyed) return;
+  const sep = atLineStart ? '' : '\n';
+  if (kind === 'ndjson') {
+    res.end(`${sep}${JSON.stringify({ error: err.message })}\n`);
+  } else if (kind === 'sse') {
+    res.end(`${sep}data: ${JSON.stringify(toOpenAIBody(err))}\n\n`);
+  } else {
+    res.destroy();
+  }
+}

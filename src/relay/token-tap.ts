@@ -1,0 +1,47 @@
+// Token counts, read from what the backend reports as the stream passes: Ollama's final chunk
+// (`prompt_eval_count`, `eval_count`) or OpenAI's `usage` (`prompt_tokens`, `completion_tokens`).
+// Both sit at the very end of the response, so the tap keeps references to the last few chunks
+// (about 4 KiB, no copies on the hot path) and reads them once, when the response ends.
+
+const KEEP_BYTES = 4096;
+const PATTERNS = {
+  ollamaPrompt: /"prompt_eval_count":\s*(\d+)/g,
+  ollamaCompletion: /"eval_count":\s*(\d+)/g,
+  openaiPrompt: /"prompt_tokens":\s*(\d+)/g,
+  openaiCompletion: /"completion_tokens":\s*(\d+)/g,
+};
+
+export interface TokenCounts {
+  readonly prompt: number | undefined;
+  readonly completion: number | undefined;
+}
+
+export class TokenTap {
+  private chunks: Buffer[] = [];
+  private kept = 0;
+
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.kept += chunk.length;
+    while (this.chunks.length > 1 && this.kept - this.chunks[0]!.length >= KEEP_BYTES) {
+      this.kept -= this.chunks.shift()!.length;
+    }
+  }
+
+  counts(): TokenCounts {
+    if (this.chunks.length === 0) return { prompt: undefined, completion: undefined };
+    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    const tail = all.subarray(Math.max(0, all.length - 2 * KEEP_BYTES)).toString('latin1');
+    return {
+      prompt: last(tail, PATTERNS.ollamaPrompt) ?? last(tail, PATTERNS.openaiPrompt),
+      completion: last(tail, PATTERNS.ollamaCompletion) ?? last(tail, PATTERNS.openaiCompletion),
+    };
+  }
+}
+
+function last(text: string, re: RegExp): number | undefined {
+  let found: number | undefined;
+  re.lastIndex = 0;
+  for (let m = re.exec(text); m; m = re.exec(text)) found = Number(m[1]);
+  return found;
+}

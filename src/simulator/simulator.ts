@@ -1,0 +1,732 @@
+// A faithful stand-in for an Ollama server, for tests, the demo and benchmarks: the same routes,
+// methods, status codes, content types, NDJSON and SSE framing and final-chunk fields as the
+// real thing (shared/reference/ollama-api.md), a parallel limit like OLLAMA_NUM_PARALLEL with an
+// unbounded FIFO behind it, configurable timing, fault switches, and counters of what it saw.
+// Tests hold and release generations (`hold()` / `release()`) instead of sleeping.
+import { EventEmitter } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { fullName, makeModel, openAIModel, psEntry, showBody, tagsEntry, type SimModel } from './catalog.js';
+
+export interface SimulatorOptions {
+  readonly host?: string;
+  readonly port?: number;
+  readonly models?: readonly string[];
+  /** like OLLAMA_NUM_PARALLEL: generations at once; the rest wait in an unbounded FIFO */
+  readonly parallel?: number;
+  /** time to first token, ms (prompt processing; headers go out with the first token) */
+  readonly ttftMs?: number;
+  /** time between tokens, ms */
+  readonly tokenMs?: number;
+  /** tokens per answer when the request sets no `num_predict` */
+  readonly tokens?: number;
+  readonly version?: string;
+  /** keep the bytes of every response, by request id (X-Request-Id) */
+  readonly record?: boolean;
+}
+
+export interface Faults {
+  /** generation routes accept the request and never answer */
+  hangBeforeHeaders: boolean;
+  /** after N tokens, stop sending (the connection stays open) */
+  hangAfterTokens: number | undefined;
+  /** generation routes answer 500 like a crashed runner */
+  status500: boolean;
+  /** after N tokens, an Ollama mid-stream `{"error": ...}` line, then the end */
+  errorAfterTokens: number | undefined;
+  /** after N tokens, the connection is destroyed (a backend that dies mid-stream) */
+  killAfterTokens: number | undefined;
+  /** stream lines that are not JSON */
+  garbage: boolean;
+  /** end the stream without the final `done: true` chunk */
+  noFinalChunk: boolean;
+  /** `GET /` answers 500, so health probes fail while generations still work */
+  probeFails: boolean;
+}
+
+export interface SimStats {
+  /** generation requests received */
+  requests: number;
+  /** generation requests open right now (waiting for a parallel slot or generating) */
+  active: number;
+  maxActive: number;
+  /** generation requests whose client went away before the end */
+  cancelled: number;
+  completed: number;
+  tokensSent: number;
+  /** all requests by path, generation or not */
+  byPath: Record<string, number>;
+}
+
+export interface SeenRequest {
+  readonly id: string;
+  readonly method: string;
+  readonly path: string;
+  readonly model: string | undefined;
+  /** the prompt or the last message's content: tests use it to tell jobs apart */
+  readonly tag: string | undefined;
+  readonly headers: IncomingMessage['headers'];
+  readonly at: number;
+}
+
+const NOT_FOUND = '404 page not found';
+const METHOD_NOT_ALLOWED = '405 method not allowed';
+const WORDS = ['The', ' sky', ' is', ' blue', ' because', ' of', ' Rayleigh', ' scattering', ',', ' which', ' bends', ' short', ' waves', ' more', ' than', ' long', ' ones', '.'];
+
+type Json = Record<string, unknown>;
+type Handler = (req: IncomingMessage, res: ServerResponse, body: Json | undefined, seen: SeenRequest) => void;
+
+const defaultFaults = (): Faults => ({
+  hangBeforeHeaders: false,
+  hangAfterTokens: undefined,
+  status500: false,
+  errorAfterTokens: undefined,
+  killAfterTokens: undefined,
+  garbage: false,
+  noFinalChunk: false,
+  probeFails: false,
+});
+
+export class Simulator extends EventEmitter {
+  readonly models: Map<string, SimModel>;
+  readonly faults: Faults = defaultFaults();
+  readonly stats: SimStats = { requests: 0, active: 0, maxActive: 0, cancelled: 0, completed: 0, tokensSent: 0, byPath: {} };
+  readonly seen: SeenRequest[] = [];
+  readonly recorded = new Map<string, Buffer[]>();
+  parallel: number;
+  ttftMs: number;
+  tokenMs: number;
+  tokens: number;
+  readonly version: string;
+  private readonly record: boolean;
+  private server: Server;
+  private readonly sockets = new Set<Socket>();
+  private running = 0;
+  private readonly slotWaiters: (() => void)[] = [];
+  private held = false;
+  private readonly gateWaiters: (() => void)[] = [];
+  private readonly loaded = new Map<string, number>();
+  private host: string;
+  private boundPort = 0;
+  private seq = 0;
+
+  private constructor(opts: SimulatorOptions) {
+    super();
+    this.models = new Map((opts.models ?? ['llama3.2:latest', 'qwen2.5:0.5b', 'nomic-embed-text:latest']).map((n) => [fullName(n), makeModel(n)]));
+    this.parallel = opts.parallel ?? 1;
+    this.ttftMs = opts.ttftMs ?? 20;
+    this.tokenMs = opts.tokenMs ?? 5;
+    this.tokens = opts.tokens ?? 12;
+    this.version = opts.version ?? '0.13.5';
+    this.record = opts.record ?? false;
+    this.host = opts.host ?? '127.0.0.1';
+    this.boundPort = opts.port ?? 0;
+    this.server = this.createServer();
+  }
+
+  static async start(opts: SimulatorOptions = {}): Promise<Simulator> {
+    const sim = new Simulator(opts);
+    await sim.listen();
+    return sim;
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  get url(): string {
+    return `http://${this.host}:${this.boundPort}`;
+  }
+
+  /** Generations wait before their first token until `release()`. */
+  hold(): void {
+    this.held = true;
+  }
+
+  release(): void {
+    this.held = false;
+    for (const w of this.gateWaiters.splice(0)) w();
+  }
+
+  /** Let exactly one held generation through (the oldest). */
+  releaseOne(): boolean {
+    const w = this.gateWaiters.shift();
+    w?.();
+    return w !== undefined;
+  }
+
+  get waitingAtGate(): number {
+    return this.gateWaiters.length;
+  }
+
+  setFaults(f: Partial<Faults>): void {
+    Object.assign(this.faults, f);
+  }
+
+  resetFaults(): void {
+    Object.assign(this.faults, defaultFaults());
+  }
+
+  /** Resolves when `pred` holds, checked after every event the simulator emits. */
+  waitFor(pred: () => boolean, timeoutMs = 10_000): Promise<void> {
+    if (pred()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (!pred()) return;
+        cleanup();
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`simulator: condition not met within ${timeoutMs} ms (stats ${JSON.stringify(this.stats)})`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.off('change', check);
+      };
+      this.on('change', check);
+    });
+  }
+
+  /** Stop listening and drop every connection: a backend that is down refuses connections. */
+  async down(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      for (const s of this.sockets) s.destroy();
+    });
+  }
+
+  /** Listen again on the same port. */
+  async up(): Promise<void> {
+    this.server = this.createServer();
+    await this.listen();
+  }
+
+  async stop(): Promise<void> {
+    this.release();
+    await this.down();
+  }
+
+  private async listen(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.boundPort, this.host, () => {
+        this.server.off('error', reject);
+        this.boundPort = (this.server.address() as AddressInfo).port;
+        resolve();
+      });
+    });
+  }
+
+  private createServer(): Server {
+    const server = createServer({ keepAliveTimeout: 5_000, noDelay: true }, (req, res) => this.onRequest(req, res));
+    server.on('connection', (s: Socket) => {
+      this.sockets.add(s);
+      s.once('close', () => this.sockets.delete(s));
+    });
+    return server;
+  }
+
+  private changed(): void {
+    this.emit('change');
+  }
+
+  // ---- routing ---------------------------------------------------------------------------
+
+  private routes(): Record<string, Record<string, Handler>> {
+    return {
+      '/': { GET: (_q, r) => this.text(r, 200, 'Ollama is running'), HEAD: (_q, r) => this.text(r, 200, 'Ollama is running') },
+      '/api/version': { GET: (_q, r) => this.json(r, 200, { version: this.version }), HEAD: (_q, r) => this.json(r, 200, { version: this.version }) },
+      '/api/tags': { GET: (_q, r) => this.json(r, 200, { models: [...this.models.values()].map(tagsEntry) }), HEAD: (_q, r) => this.json(r, 200, {}) },
+      '/api/ps': { GET: (_q, r) => this.json(r, 200, { models: this.psModels() }) },
+      '/api/show': { POST: (q, r, b) => this.show(q, r, b) },
+      '/api/generate': { POST: (q, r, b, s) => this.generate(q, r, b, s, 'generate') },
+      '/api/chat': { POST: (q, r, b, s) => this.generate(q, r, b, s, 'chat') },
+      '/api/embed': { POST: (q, r, b, s) => this.embed(q, r, b, s, 'embed') },
+      '/api/embeddings': { POST: (q, r, b, s) => this.embed(q, r, b, s, 'embeddings') },
+      '/v1/chat/completions': { POST: (q, r, b, s) => this.generate(q, r, b, s, 'openai-chat') },
+      '/v1/completions': { POST: (q, r, b, s) => this.generate(q, r, b, s, 'openai-completion') },
+      '/v1/embeddings': { POST: (q, r, b, s) => this.embed(q, r, b, s, 'openai') },
+      '/v1/models': { GET: (_q, r) => this.json(r, 200, { object: 'list', data: this.models.size ? [...this.models.values()].map(openAIModel) : null }, 'application/json') },
+    };
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'http://sim');
+    const path = url.pathname;
+    this.stats.byPath[path] = (this.stats.byPath[path] ?? 0) + 1;
+    if (path.startsWith('/_sim/')) return this.control(req, res, path);
+    if (path === '/' && this.faults.probeFails) {
+      this.text(res, 500, 'simulated probe failure');
+      return;
+    }
+    let route = this.routes()[path];
+    let modelId: string | undefined;
+    if (!route && path.startsWith('/v1/models/')) {
+      modelId = decodeURIComponent(path.slice('/v1/models/'.length));
+      route = { GET: (_q, r) => this.openAIModel(r, modelId!) };
+    }
+    if (!route) return this.text(res, 404, NOT_FOUND);
+    const handler = route[req.method ?? 'GET'];
+    if (!handler) return this.text(res, 405, METHOD_NOT_ALLOWED);
+
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      let body: Json | undefined;
+      if (req.method === 'POST') {
+        const raw = Buffer.concat(chunks).toString('utf8');
+        if (raw.length === 0) return this.error(res, path, 400, 'missing request body');
+        try {
+          const parsed: unknown = JSON.parse(raw);
+          if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('json: cannot unmarshal into Go value of type api.Request');
+          body = parsed as Json;
+        } catch (err) {
+          return this.error(res, path, 400, (err as Error).message);
+        }
+      }
+      const id = typeof req.headers['x-request-id'] === 'string' ? req.headers['x-request-id'] : `sim-${++this.seq}`;
+      const seen: SeenRequest = {
+        id,
+        method: req.method ?? 'GET',
+        path,
+        model: typeof body?.['model'] === 'string' ? (body['model'] as string) : undefined,
+        tag: tagOf(body),
+        headers: req.headers,
+        at: performance.now(),
+      };
+      this.seen.push(seen);
+      if (this.seen.length > 10_000) this.seen.splice(0, 5_000);
+      handler(req, res, body, seen);
+    });
+  }
+
+  private control(req: IncomingMessage, res: ServerResponse, path: string): void {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = chunks.length ? (JSON.parse(Buffer.concat(chunks).toString('utf8')) as Json) : {};
+      switch (path) {
+        case '/_sim/stats':
+          return this.json(res, 200, { stats: this.stats, faults: this.faults, parallel: this.parallel });
+        case '/_sim/faults':
+          this.setFaults(body as Partial<Faults>);
+          return this.json(res, 200, this.faults);
+        case '/_sim/reset':
+          this.resetFaults();
+          Object.assign(this.stats, { requests: 0, maxActive: this.stats.active, cancelled: 0, completed: 0, tokensSent: 0, byPath: {} });
+          return this.json(res, 200, this.stats);
+        case '/_sim/timing':
+          if (typeof body['ttftMs'] === 'number') this.ttftMs = body['ttftMs'];
+          if (typeof body['tokenMs'] === 'number') this.tokenMs = body['tokenMs'];
+          if (typeof body['tokens'] === 'number') this.tokens = body['tokens'];
+          return this.json(res, 200, { ttftMs: this.ttftMs, tokenMs: this.tokenMs, tokens: this.tokens });
+        default:
+          return this.text(res, 404, NOT_FOUND);
+      }
+    });
+  }
+
+  // ---- plain answers ---------------------------------------------------------------------
+
+  private text(res: ServerResponse, status: number, body: string): void {
+    res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+    res.end(res.req.method === 'HEAD' ? undefined : body);
+  }
+
+  private json(res: ServerResponse, status: number, body: unknown, contentType = 'application/json; charset=utf-8'): void {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(text) });
+    res.end(res.req.method === 'HEAD' ? undefined : text);
+  }
+
+  /** Errors in the route's own shape: native `{"error"}` or OpenAI's object. */
+  private error(res: ServerResponse, path: string, status: number, message: string): void {
+    if (path.startsWith('/v1/')) {
+      const type = status === 400 ? 'invalid_request_error' : status === 404 ? 'not_found_error' : 'api_error';
+      this.json(res, status, { error: { message, type, param: null, code: null } }, 'application/json');
+    } else {
+      this.json(res, status, { error: message });
+    }
+  }
+
+  private psModels() {
+    const now = Date.now();
+    return [...this.loaded.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .map(([name, until]) => psEntry(this.models.get(name)!, new Date(Math.max(until, now))));
+  }
+
+  private show(_req: IncomingMessage, res: ServerResponse, body: Json | undefined): void {
+    const name = typeof body?.['model'] === 'string' ? body['model'] : typeof body?.['name'] === 'string' ? body['name'] : '';
+    const m = this.models.get(fullName(name));
+    if (!m) return this.json(res, 404, { error: `model '${name}' not found` });
+    this.json(res, 200, showBody(m));
+  }
+
+  private openAIModel(res: ServerResponse, id: string): void {
+    const m = this.models.get(fullName(id));
+    if (!m) return this.error(res, '/v1/', 404, `model '${id}' not found`);
+    this.json(res, 200, openAIModel(m), 'application/json');
+  }
+
+  // ---- slots -----------------------------------------------------------------------------
+
+  private acquireSlot(): Promise<void> {
+    if (this.running < this.parallel) {
+      this.running++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.slotWaiters.push(resolve));
+  }
+
+  private releaseSlot(): void {
+    const next = this.slotWaiters.shift();
+    if (next) next();
+    else this.running--;
+  }
+
+  private gate(signal: AbortSignal): Promise<void> {
+    if (!this.held || signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const pass = () => {
+        signal.removeEventListener('abort', leave);
+        resolve();
+      };
+      const leave = () => {
+        const i = this.gateWaiters.indexOf(pass);
+        if (i !== -1) this.gateWaiters.splice(i, 1);
+        resolve();
+      };
+      this.gateWaiters.push(pass);
+      signal.addEventListener('abort', leave, { once: true });
+      this.changed();
+    });
+  }
+
+  // ---- generation ------------------------------------------------------------------------
+
+  private embed(req: IncomingMessage, res: ServerResponse, body: Json | undefined, seen: SeenRequest, kind: 'embed' | 'embeddings' | 'openai'): void {
+    const name = typeof body?.['model'] === 'string' ? body['model'] : '';
+    const m = this.models.get(fullName(name));
+    if (!m) {
+      const msg = kind === 'openai' ? `model '${name}' not found` : `model "${name}" not found, try pulling it first`;
+      return this.error(res, kind === 'openai' ? '/v1/' : '/api/', 404, msg);
+    }
+    const input = kind === 'embeddings' ? body?.['prompt'] : body?.['input'];
+    const inputs = Array.isArray(input) ? input.map(String) : [String(input ?? '')];
+    const run = this.track(req, res, seen);
+    void run(async (alive, signal) => {
+      const t0 = process.hrtime.bigint();
+      await this.acquireSlot();
+      try {
+        await this.gate(signal);
+        if (!alive()) return;
+        await sleep(this.ttftMs, signal);
+        if (!alive()) return;
+        this.loaded.set(m.name, Date.now() + 300_000);
+        const vectors = inputs.map((s) => vector(s, 8));
+        const tokens = inputs.reduce((n, s) => n + Math.max(1, Math.ceil(s.length / 4)), 0);
+        const total = Number(process.hrtime.bigint() - t0);
+        if (kind === 'embeddings') this.json(res, 200, { embedding: vectors[0] });
+        else if (kind === 'embed') this.json(res, 200, { model: name, embeddings: vectors, total_duration: total, load_duration: 1_000_000, prompt_eval_count: tokens });
+        else
+          this.json(
+            res,
+            200,
+            { object: 'list', data: vectors.map((e, i) => ({ object: 'embedding', embedding: e, index: i })), model: name, usage: { prompt_tokens: tokens, total_tokens: tokens } },
+            'application/json',
+          );
+        this.stats.completed++;
+      } finally {
+        this.releaseSlot();
+      }
+    });
+  }
+
+  /** Wrap a generation: counts it, notices the client leaving, records what was written. */
+  private track(req: IncomingMessage, res: ServerResponse, seen: SeenRequest) {
+    this.stats.requests++;
+    this.stats.active++;
+    this.stats.maxActive = Math.max(this.stats.maxActive, this.stats.active);
+    this.emit('request', seen);
+    this.changed();
+    const closed = new AbortController();
+    let finished = false;
+    res.once('close', () => {
+      closed.abort();
+      if (!res.writableFinished && !finished) {
+        this.stats.cancelled++;
+        this.emit('cancel', seen);
+      }
+      this.stats.active--;
+      this.changed();
+    });
+    res.once('finish', () => {
+      finished = true;
+    });
+    if (this.record) {
+      const parts: Buffer[] = [];
+      this.recorded.set(seen.id, parts);
+      const write = res.write.bind(res) as (chunk: unknown, ...rest: unknown[]) => boolean;
+      res.write = ((chunk: unknown, ...rest: unknown[]) => {
+        if (typeof chunk === 'string' || Buffer.isBuffer(chunk)) parts.push(Buffer.from(chunk));
+        return write(chunk, ...rest);
+      }) as typeof res.write;
+    }
+    void req;
+    const alive = () => !closed.signal.aborted;
+    return async (work: (alive: () => boolean, signal: AbortSignal) => Promise<void>) => {
+      try {
+        await work(alive, closed.signal);
+      } catch (err) {
+        if (alive()) res.destroy(err as Error);
+      }
+    };
+  }
+
+  private generate(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: Json | undefined,
+    seen: SeenRequest,
+    kind: 'generate' | 'chat' | 'openai-chat' | 'openai-completion',
+  ): void {
+    const openai = kind.startsWith('openai');
+    const name = typeof body?.['model'] === 'string' ? body['model'] : '';
+    if (!name) return this.error(res, seen.path, 400, 'model is required');
+    const m = this.models.get(fullName(name));
+    if (!m) return this.error(res, seen.path, 404, `model '${name}' not found`);
+    if (m.embedding) return this.error(res, seen.path, 400, `"${name}" does not support ${kind === 'chat' || kind === 'openai-chat' ? 'chat' : 'generate'}`);
+    const stream = openai ? body?.['stream'] === true : body?.['stream'] !== false;
+    const options = (typeof body?.['options'] === 'object' && body['options'] !== null ? body['options'] : {}) as Json;
+    const maxTokens = openai ? body?.['max_tokens'] : options['num_predict'];
+    const limit = typeof maxTokens === 'number' && maxTokens >= 0 ? maxTokens : undefined;
+    const count = limit !== undefined ? Math.min(limit, this.tokens) : this.tokens;
+    const doneReason = limit !== undefined && limit <= this.tokens ? 'length' : 'stop';
+    const includeUsage = openai && typeof body?.['stream_options'] === 'object' && (body['stream_options'] as Json | null)?.['include_usage'] === true;
+    const promptTokens = 10 + Math.ceil((seen.tag ?? '').length / 4);
+    const format = new ChunkFormat(kind, name, promptTokens);
+    const run = this.track(req, res, seen);
+
+    void run(async (alive, signal) => {
+      const t0 = process.hrtime.bigint();
+      await this.acquireSlot();
+      try {
+        await this.gate(signal);
+        if (!alive()) return;
+        if (this.faults.hangBeforeHeaders) {
+          await untilClosed(res);
+          return;
+        }
+        await sleep(this.ttftMs, signal);
+        if (!alive()) return;
+        if (this.faults.status500) {
+          this.error(res, seen.path, 500, 'llama runner process has terminated: exit status 2');
+          return;
+        }
+        this.loaded.set(m.name, Date.now() + 300_000);
+        const promptNs = Number(process.hrtime.bigint() - t0);
+        const evalStart = process.hrtime.bigint();
+        if (!stream) {
+          for (let i = 1; i < count; i++) {
+            await sleep(this.tokenMs, signal);
+            if (!alive()) return;
+          }
+          const text = Array.from({ length: count }, (_, i) => WORDS[i % WORDS.length]).join('');
+          const evalNs = Number(process.hrtime.bigint() - evalStart);
+          this.json(res, 200, format.whole(text, count, doneReason, Number(process.hrtime.bigint() - t0), promptNs, evalNs), openai ? 'application/json' : undefined);
+          this.stats.tokensSent += count;
+          this.stats.completed++;
+          return;
+        }
+        res.writeHead(200, { 'content-type': openai ? 'text/event-stream' : 'application/x-ndjson', ...(openai ? { 'cache-control': 'no-cache', connection: 'keep-alive' } : {}) });
+        for (let i = 0; i < count; i++) {
+          if (i > 0) await sleep(this.tokenMs, signal);
+          if (!alive()) return;
+          if (this.faults.killAfterTokens !== undefined && i >= this.faults.killAfterTokens) {
+            res.socket?.destroy();
+            return;
+          }
+          if (this.faults.hangAfterTokens !== undefined && i >= this.faults.hangAfterTokens) {
+            await untilClosed(res);
+            return;
+          }
+          if (this.faults.errorAfterTokens !== undefined && i >= this.faults.errorAfterTokens) {
+            res.end(`${JSON.stringify({ error: 'an error was encountered while running the model: unexpected EOF' })}\n`);
+            this.stats.completed++;
+            return;
+          }
+          res.write(this.faults.garbage ? `<html>garbage ${i}</html>\n` : format.token(WORDS[i % WORDS.length]!, i === 0));
+          this.stats.tokensSent++;
+        }
+        if (!alive()) return;
+        if (!this.faults.noFinalChunk) {
+          const evalNs = Number(process.hrtime.bigint() - evalStart);
+          res.write(format.final(count, doneReason, Number(process.hrtime.bigint() - t0), promptNs, evalNs, includeUsage));
+        }
+        res.end();
+        this.stats.completed++;
+      } finally {
+        this.releaseSlot();
+        this.changed();
+      }
+    });
+  }
+}
+
+/** The wire format of one kind of generation, chunk by chunk (ollama-api.md §1a–1c). */
+class ChunkFormat {
+  private readonly id = Math.floor(Math.random() * 999);
+  private readonly created = Math.floor(Date.now() / 1000);
+
+  constructor(
+    private readonly kind: 'generate' | 'chat' | 'openai-chat' | 'openai-completion',
+    private readonly model: string,
+    private readonly promptTokens: number,
+  ) {}
+
+  token(text: string, first: boolean): string {
+    switch (this.kind) {
+      case 'chat':
+        return `${JSON.stringify({ model: this.model, created_at: now(), message: { role: 'assistant', content: text }, done: false })}\n`;
+      case 'generate':
+        return `${JSON.stringify({ model: this.model, created_at: now(), response: text, done: false })}\n`;
+      case 'openai-chat':
+        return sse({
+          id: `chatcmpl-${this.id}`,
+          object: 'chat.completion.chunk',
+          created: this.created,
+          model: this.model,
+          system_fingerprint: 'fp_ollama',
+          choices: [{ index: 0, delta: first ? { role: 'assistant', content: text } : { content: text }, finish_reason: null }],
+        });
+      case 'openai-completion':
+        return sse({
+          id: `cmpl-${this.id}`,
+          object: 'text_completion',
+          created: this.created,
+          choices: [{ text, index: 0, finish_reason: null }],
+          model: this.model,
+          system_fingerprint: 'fp_ollama',
+        });
+    }
+  }
+
+  private metrics(count: number, totalNs: number, promptNs: number, evalNs: number) {
+    return {
+      total_duration: totalNs,
+      load_duration: 1_200_000,
+      prompt_eval_count: this.promptTokens,
+      prompt_eval_duration: promptNs,
+      eval_count: count,
+      eval_duration: Math.max(evalNs, 1),
+    };
+  }
+
+  private usage(count: number) {
+    return { prompt_tokens: this.promptTokens, completion_tokens: count, total_tokens: this.promptTokens + count };
+  }
+
+  final(count: number, doneReason: string, totalNs: number, promptNs: number, evalNs: number, includeUsage: boolean): string {
+    switch (this.kind) {
+      case 'chat':
+        return `${JSON.stringify({ model: this.model, created_at: now(), message: { role: 'assistant', content: '' }, done: true, done_reason: doneReason, ...this.metrics(count, totalNs, promptNs, evalNs) })}\n`;
+      case 'generate':
+        return `${JSON.stringify({ model: this.model, created_at: now(), response: '', done: true, done_reason: doneReason, context: [128006, 882, 128007, 271], ...this.metrics(count, totalNs, promptNs, evalNs) })}\n`;
+      case 'openai-chat': {
+        const base = { id: `chatcmpl-${this.id}`, object: 'chat.completion.chunk', created: this.created, model: this.model, system_fingerprint: 'fp_ollama' };
+        let out = sse({ ...base, choices: [{ index: 0, delta: {}, finish_reason: doneReason }] });
+        if (includeUsage) out += sse({ ...base, choices: [], usage: this.usage(count) });
+        return `${out}data: [DONE]\n\n`;
+      }
+      case 'openai-completion': {
+        const base = { id: `cmpl-${this.id}`, object: 'text_completion', created: this.created };
+        let out = sse({ ...base, choices: [{ text: '', index: 0, finish_reason: doneReason }], model: this.model, system_fingerprint: 'fp_ollama' });
+        if (includeUsage) out += sse({ ...base, choices: [], model: this.model, system_fingerprint: 'fp_ollama', usage: this.usage(count) });
+        return `${out}data: [DONE]\n\n`;
+      }
+    }
+  }
+
+  whole(text: string, count: number, doneReason: string, totalNs: number, promptNs: number, evalNs: number): Json {
+    switch (this.kind) {
+      case 'chat':
+        return { model: this.model, created_at: now(), message: { role: 'assistant', content: text }, done: true, done_reason: doneReason, ...this.metrics(count, totalNs, promptNs, evalNs) };
+      case 'generate':
+        return { model: this.model, created_at: now(), response: text, done: true, done_reason: doneReason, context: [128006, 882, 128007, 271], ...this.metrics(count, totalNs, promptNs, evalNs) };
+      case 'openai-chat':
+        return {
+          id: `chatcmpl-${this.id}`,
+          object: 'chat.completion',
+          created: this.created,
+          model: this.model,
+          system_fingerprint: 'fp_ollama',
+          choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: doneReason }],
+          usage: this.usage(count),
+        };
+      case 'openai-completion':
+        return {
+          id: `cmpl-${this.id}`,
+          object: 'text_completion',
+          created: this.created,
+          model: this.model,
+          system_fingerprint: 'fp_ollama',
+          choices: [{ text, index: 0, finish_reason: doneReason }],
+          usage: this.usage(count),
+        };
+    }
+  }
+}
+
+function sse(o: unknown): string {
+  return `data: ${JSON.stringify(o)}\n\n`;
+}
+
+function now(): string {
+  return new Date().toISOString();
+}
+
+function tagOf(body: Json | undefined): string | undefined {
+  if (!body) return undefined;
+  if (typeof body['prompt'] === 'string') return body['prompt'];
+  const messages = body['messages'];
+  if (Array.isArray(messages) && messages.length > 0) {
+    const last = messages[messages.length - 1] as Json | null;
+    if (last && typeof last['content'] === 'string') return last['content'];
+  }
+  if (typeof body['input'] === 'string') return body['input'];
+  return undefined;
+}
+
+function vector(s: string, dims: number): number[] {
+  const out: number[] = [];
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  for (let i = 0; i < dims; i++) {
+    h = Math.imul(h ^ (h >>> 15), 2246822507);
+    out.push(((h >>> 0) / 2 ** 32) * 2 - 1);
+  }
+  return out;
+}
+
+/** Resolves after `ms`, or at once when the client goes away (the GPU stops at once too). */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (ms <= 0 || signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+function untilClosed(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    if (res.destroyed) resolve();
+    else res.once('close', () => resolve());
+  });
+}
