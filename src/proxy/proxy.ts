@@ -68,9 +68,11 @@ export class Proxy {
     let lastErr: GatewayError | undefined;
     for (let attempt = 1; ; attempt++) {
       let lease: Lease<Backend>;
+      const askedAt = performance.now();
       try {
         lease = await acquire(tried);
       } catch (err) {
+        ctx.record.queueMs = (ctx.record.queueMs ?? 0) + (performance.now() - askedAt);
         // every backend left has been tried: the last real failure says more than "none left"
         if (lastErr && isGatewayError(err) && err.code === 'no_healthy_backend') throw lastErr;
         throw err;

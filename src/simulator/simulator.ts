@@ -469,10 +469,15 @@ export class Simulator extends EventEmitter {
       const parts: Buffer[] = [];
       this.recorded.set(seen.id, parts);
       const write = res.write.bind(res) as (chunk: unknown, ...rest: unknown[]) => boolean;
+      const end = res.end.bind(res) as (chunk?: unknown, ...rest: unknown[]) => ServerResponse;
       res.write = ((chunk: unknown, ...rest: unknown[]) => {
         if (typeof chunk === 'string' || Buffer.isBuffer(chunk)) parts.push(Buffer.from(chunk));
         return write(chunk, ...rest);
       }) as typeof res.write;
+      res.end = ((chunk?: unknown, ...rest: unknown[]) => {
+        if (typeof chunk === 'string' || Buffer.isBuffer(chunk)) parts.push(Buffer.from(chunk));
+        return end(chunk, ...rest);
+      }) as typeof res.end;
     }
     void req;
     const alive = () => !closed.signal.aborted;
@@ -557,8 +562,11 @@ export class Simulator extends EventEmitter {
             this.stats.completed++;
             return;
           }
-          res.write(this.faults.garbage ? `<html>garbage ${i}</html>\n` : format.token(WORDS[i % WORDS.length]!, i === 0));
+          const ok = res.write(this.faults.garbage ? `<html>garbage ${i}</html>\n` : format.token(WORDS[i % WORDS.length]!, i === 0));
           this.stats.tokensSent++;
+          this.changed();
+          // like Go's blocking write: a reader that falls behind slows the generation down
+          if (!ok) await drained(res, signal);
         }
         if (!alive()) return;
         if (!this.faults.noFinalChunk) {
@@ -720,6 +728,18 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
       resolve();
     };
     const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+function drained(res: ServerResponse, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    res.once('drain', done);
     signal.addEventListener('abort', done, { once: true });
   });
 }
