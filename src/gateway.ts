@@ -86,7 +86,8 @@ export class Gateway {
         resolve();
       });
     });
-    g.health.start();
+    // the first round of probes tells which backends are up before the first job arrives
+    await g.health.start();
     const a = g.address;
     g.log.info(
       { listen: `${a.address}:${a.port}`, backends: g.cfg.backends.map((b) => ({ name: b.name, url: b.url, slots: b.slots })), queue_size: g.cfg.queue.size, max_wait_ms: g.cfg.queue.maxWaitMs },

@@ -15,8 +15,11 @@ export class HealthChecker {
     });
   }
 
-  start(): void {
-    for (const b of this.registry.all) this.schedule(b, 0);
+  /** Probe every backend now and keep probing; resolves when that first round is done. */
+  start(): Promise<void> {
+    const first = this.registry.all.map((b) => this.probeOnce(b));
+    for (const b of this.registry.all) this.schedule(b, this.registry.config.health.intervalMs);
+    return Promise.all(first).then(() => undefined);
   }
 
   stop(): void {

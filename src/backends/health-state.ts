@@ -13,6 +13,8 @@ export class HealthState {
   healthy = true;
   private failures = 0;
   private successes = 0;
+  /** no probe has answered yet: the first one decides, so a box dead at start never gets work */
+  private probed = false;
   lastError: string | undefined;
 
   constructor(
@@ -27,6 +29,7 @@ export class HealthState {
 
   /** Returns a transition when this success brings the backend back. */
   success(signal: HealthSignal): Transition | undefined {
+    if (signal === 'probe') this.probed = true;
     this.failures = 0;
     if (this.healthy) return undefined;
     // traffic never reaches a backend out of rotation; only probes may bring it back
@@ -45,6 +48,13 @@ export class HealthState {
     this.lastError = reason;
     if (!this.healthy) return undefined;
     this.failures++;
+    const first = signal === 'probe' && !this.probed;
+    if (signal === 'probe') this.probed = true;
+    if (first) {
+      this.healthy = false;
+      this.failures = 0;
+      return { healthy: false, reason: `first probe failed: ${reason}` };
+    }
     if (this.failures < this.unhealthyAfter) return undefined;
     this.healthy = false;
     this.failures = 0;

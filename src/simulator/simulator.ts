@@ -255,6 +255,7 @@ export class Simulator extends EventEmitter {
     const url = new URL(req.url ?? '/', 'http://sim');
     const path = url.pathname;
     this.stats.byPath[path] = (this.stats.byPath[path] ?? 0) + 1;
+    this.changed();
     if (path.startsWith('/_sim/')) return this.control(req, res, path);
     if (path === '/' && this.faults.probeFails) {
       this.text(res, 500, 'simulated probe failure');
