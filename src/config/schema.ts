@@ -2,17 +2,17 @@
 // turned into a frozen, camelCase GatewayConfig that the rest of the gateway reads.
 import { z } from 'zod';
 
-const seconds = (what: string) => z.number({ error: `${what} must be a number of seconds` }).min(0, `${what} must be 0 or more`);
-const positiveSeconds = (what: string) => z.number({ error: `${what} must be a number of seconds` }).positive(`${what} must be more than 0`);
-const whole = (what: string, min: number, max: number) =>
+const seconds = () => z.number({ error: `must be a number of seconds` }).min(0, `must be 0 or more`);
+const positiveSeconds = () => z.number({ error: `must be a number of seconds` }).positive(`must be more than 0`);
+const whole = (min: number, max: number) =>
   z
-    .number({ error: `${what} must be a whole number` })
-    .int(`${what} must be a whole number`)
-    .min(min, `${what} must be at least ${min}`)
-    .max(max, `${what} must be at most ${max}`);
+    .number({ error: `must be a whole number` })
+    .int(`must be a whole number`)
+    .min(min, `must be at least ${min}`)
+    .max(max, `must be at most ${max}`);
 
 const listenSchema = z.string().refine((v) => parseListen(v) !== undefined, {
-  message: 'listen must be host:port, e.g. 127.0.0.1:8080 or [::1]:8080 or :8080',
+  message: 'must be host:port, e.g. 127.0.0.1:8080 or [::1]:8080 or :8080',
 });
 
 const urlSchema = z.string().refine(
@@ -24,57 +24,57 @@ const urlSchema = z.string().refine(
       return false;
     }
   },
-  { message: 'url must be an http:// or https:// URL without query or fragment, e.g. http://gpu1:11434' },
+  { message: 'must be an http:// or https:// URL without query or fragment, e.g. http://gpu1:11434' },
 );
 
 export const backendSchema = z.strictObject({
   url: urlSchema,
-  name: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/, 'name may hold letters, digits and _ . : - only').optional(),
-  slots: whole('slots', 1, 1024).optional(),
+  name: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/, 'may hold letters, digits and _ . : - only').optional(),
+  slots: whole(1, 1024).optional(),
 });
 
 export const fileSchema = z.strictObject({
   listen: listenSchema.default('127.0.0.1:8080'),
   backends: z.array(backendSchema).min(1, 'at least one backend is needed'),
-  slots_per_backend: whole('slots_per_backend', 1, 1024).default(1),
+  slots_per_backend: whole(1, 1024).default(1),
   queue: z
     .strictObject({
-      size: whole('queue.size', 0, 1_000_000).default(100),
-      max_wait_seconds: seconds('queue.max_wait_seconds').default(0),
-      retry_after_seconds: whole('queue.retry_after_seconds', 1, 3600).default(1),
+      size: whole(0, 1_000_000).default(100),
+      max_wait_seconds: seconds().default(0),
+      retry_after_seconds: whole(1, 3600).default(1),
     })
     .prefault({}),
   limits: z
     .strictObject({
-      max_body_bytes: whole('limits.max_body_bytes', 1024, 2 ** 31).default(32 * 1024 * 1024),
-      max_header_bytes: whole('limits.max_header_bytes', 1024, 1024 * 1024).default(16 * 1024),
-      request_header_timeout_seconds: positiveSeconds('limits.request_header_timeout_seconds').default(10),
+      max_body_bytes: whole(1024, 2 ** 31).default(32 * 1024 * 1024),
+      max_header_bytes: whole(1024, 1024 * 1024).default(16 * 1024),
+      request_header_timeout_seconds: positiveSeconds().default(10),
     })
     .prefault({}),
   timeouts: z
     .strictObject({
-      connect_seconds: positiveSeconds('timeouts.connect_seconds').default(10),
-      headers_seconds: positiveSeconds('timeouts.headers_seconds').default(600),
-      idle_seconds: positiveSeconds('timeouts.idle_seconds').default(300),
+      connect_seconds: positiveSeconds().default(10),
+      headers_seconds: positiveSeconds().default(600),
+      idle_seconds: positiveSeconds().default(300),
     })
     .prefault({}),
   health: z
     .strictObject({
-      path: z.string().startsWith('/', 'health.path must start with /').default('/'),
-      interval_seconds: positiveSeconds('health.interval_seconds').default(5),
-      timeout_seconds: positiveSeconds('health.timeout_seconds').default(2),
-      unhealthy_after: whole('health.unhealthy_after', 1, 100).default(3),
-      healthy_after: whole('health.healthy_after', 1, 100).default(2),
+      path: z.string().startsWith('/', 'must start with /').default('/'),
+      interval_seconds: positiveSeconds().default(5),
+      timeout_seconds: positiveSeconds().default(2),
+      unhealthy_after: whole(1, 100).default(3),
+      healthy_after: whole(1, 100).default(2),
     })
     .prefault({}),
   retry: z
     .strictObject({
-      max_attempts: whole('retry.max_attempts', 1, 10).default(3),
+      max_attempts: whole(1, 10).default(3),
     })
     .prefault({}),
   shutdown: z
     .strictObject({
-      drain_seconds: seconds('shutdown.drain_seconds').default(30),
+      drain_seconds: seconds().default(30),
     })
     .prefault({}),
   log: z
@@ -84,8 +84,8 @@ export const fileSchema = z.strictObject({
     .prefault({}),
   inspect: z
     .strictObject({
-      workers: whole('inspect.workers', 0, 64).default(1),
-      worker_threshold_bytes: whole('inspect.worker_threshold_bytes', 0, 2 ** 31).default(256 * 1024),
+      workers: whole(0, 64).default(1),
+      worker_threshold_bytes: whole(0, 2 ** 31).default(256 * 1024),
     })
     .prefault({}),
 }).superRefine((cfg, ctx) => {
