@@ -118,7 +118,8 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
     await program.parseAsync(argv as string[]);
     return result;
   } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode;
+    // help and version exit 0; every usage error (unknown option, missing argument) exits 2
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     if (err instanceof ConfigError) {
       for (const p of err.problems) io.err(`error: ${formatProblem(p)}\n`);
       return 2;

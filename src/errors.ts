@@ -12,7 +12,7 @@ export interface ErrorSpec {
 // The README's error table is checked against this registry by a test: change both together.
 export const ERRORS = {
   bad_json: { status: 400, description: 'The request body is not valid JSON.' },
-  bad_request: { status: 400, description: 'The request body is JSON but not an object, or a field has the wrong type.' },
+  bad_request: { status: 400, description: 'The request body is missing, or JSON but not an object.' },
   not_found: { status: 404, description: 'No such route on the gateway.' },
   body_too_large: { status: 413, description: 'The request body is larger than `limits.max_body_bytes`.' },
   client_closed: { status: 499, description: 'The client went away before the answer was complete (logged, never seen by the client).' },
