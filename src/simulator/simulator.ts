@@ -106,6 +106,10 @@ export class Simulator extends EventEmitter {
   private held = false;
   private readonly gateWaiters: (() => void)[] = [];
   private readonly loaded = new Map<string, number>();
+  /** when the last generation ended with none left open (performance.now()), for idle gaps */
+  private idleSince: number | undefined;
+  /** ms between the end of one generation and the arrival of the next, when the server sat idle */
+  readonly idleGaps: number[] = [];
   private host: string;
   private boundPort = 0;
   private seq = 0;
@@ -317,6 +321,11 @@ export class Simulator extends EventEmitter {
           this.resetFaults();
           Object.assign(this.stats, { requests: 0, maxActive: this.stats.active, cancelled: 0, completed: 0, tokensSent: 0, byPath: {} });
           return this.json(res, 200, this.stats);
+        case '/_sim/gaps': {
+          const gaps = this.idleGaps.splice(0);
+          this.idleSince = undefined;
+          return this.json(res, 200, { gaps });
+        }
         case '/_sim/timing':
           if (typeof body['ttftMs'] === 'number') this.ttftMs = body['ttftMs'];
           if (typeof body['tokenMs'] === 'number') this.tokenMs = body['tokenMs'];
@@ -448,6 +457,10 @@ export class Simulator extends EventEmitter {
   /** Wrap a generation: counts it, notices the client leaving, records what was written. */
   private track(req: IncomingMessage, res: ServerResponse, seen: SeenRequest) {
     this.stats.requests++;
+    if (this.stats.active === 0 && this.idleSince !== undefined) {
+      this.idleGaps.push(seen.at - this.idleSince);
+      if (this.idleGaps.length > 100_000) this.idleGaps.splice(0, 50_000);
+    }
     this.stats.active++;
     this.stats.maxActive = Math.max(this.stats.maxActive, this.stats.active);
     this.emit('request', seen);
@@ -461,6 +474,7 @@ export class Simulator extends EventEmitter {
         this.emit('cancel', seen);
       }
       this.stats.active--;
+      if (this.stats.active === 0) this.idleSince = performance.now();
       this.changed();
     });
     res.once('finish', () => {

@@ -1,0 +1,31 @@
+// The gateway under test, in a process of its own, with its event-loop delay measured from the
+// inside (monitorEventLoopDelay) and reported over IPC. Logs go to /dev/null through pino as in
+// production, so their cost is counted.
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { pino } from 'pino';
+import { loadConfig } from '../src/config/load.js';
+import { Gateway } from '../src/gateway.js';
+
+const flags = JSON.parse(process.argv[2] ?? '{}') as Record<string, string>;
+const config = loadConfig({ env: {}, flags });
+const logger = pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: false }));
+const gateway = await Gateway.start({ config, logger });
+const eld = monitorEventLoopDelay({ resolution: 1 });
+eld.enable();
+
+process.on('message', (m: { type: string }) => {
+  if (m.type === 'reset') {
+    eld.reset();
+    process.send!({ type: 'reset' });
+  } else if (m.type === 'stats') {
+    process.send!({
+      type: 'stats',
+      eld: { p50: eld.percentile(50) / 1e6, p99: eld.percentile(99) / 1e6, max: eld.max / 1e6, mean: eld.mean / 1e6 },
+      rss: process.memoryUsage().rss,
+      offloaded: gateway.inspector.offloaded,
+    });
+  } else if (m.type === 'stop') {
+    void gateway.stop(0).then(() => process.exit(0));
+  }
+});
+process.send!({ type: 'ready', url: gateway.url });

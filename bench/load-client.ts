@@ -1,0 +1,112 @@
+// The load generator, in a process of its own (forked by bench/run.ts): opens streams and
+// measures time to first token and the gaps between tokens as the client sees them, or drives a
+// closed loop of non-streamed requests, or sends large bodies. Answers over IPC.
+import { Agent, request } from 'undici';
+
+export type Task =
+  | {
+      readonly kind: 'streams';
+      readonly url: string;
+      readonly path: string;
+      readonly body: string;
+      readonly concurrency: number;
+      /** keep `concurrency` streams open for this long, each starting a new one when it ends */
+      readonly durationMs: number;
+      /** spread the first starts over this many ms, so arrivals are steady, not one burst */
+      readonly staggerMs: number;
+    }
+  | { readonly kind: 'closed-loop'; readonly targets: readonly string[]; readonly perTarget: number; readonly path: string; readonly body: string; readonly durationMs: number }
+  | { readonly kind: 'bodies'; readonly url: string; readonly path: string; readonly bytes: number; readonly concurrency: number; readonly durationMs: number };
+
+export interface StreamsResult {
+  readonly ttft: number[];
+  readonly gaps: number[];
+  readonly failed: number;
+}
+
+export interface LoopResult {
+  readonly completed: number;
+  readonly failed: number;
+  readonly elapsedMs: number;
+  readonly latencies: number[];
+}
+
+const agent = new Agent({ connections: 4096, pipelining: 1, keepAliveTimeout: 30_000 });
+
+async function oneStream(url: string, path: string, body: string, ttft: number[], gaps: number[]): Promise<boolean> {
+  const t0 = performance.now();
+  const res = await request(url + path, { method: 'POST', body, headers: { 'content-type': 'application/json' }, dispatcher: agent });
+  if (res.statusCode !== 200) {
+    await res.body.dump();
+    return false;
+  }
+  let last: number | undefined;
+  for await (const chunk of res.body) {
+    const now = performance.now();
+    const lines = countLines(chunk as Buffer);
+    if (last === undefined) ttft.push(now - t0);
+    else gaps.push(now - last);
+    // several lines in one read arrived together: their gaps are 0
+    for (let i = 1; i < lines; i++) gaps.push(0);
+    last = now;
+  }
+  return true;
+}
+
+function countLines(b: Buffer): number {
+  let n = 0;
+  for (let i = b.indexOf(10); i !== -1; i = b.indexOf(10, i + 1)) n++;
+  return Math.max(1, n);
+}
+
+async function streams(t: Extract<Task, { kind: 'streams' }>): Promise<StreamsResult> {
+  const ttft: number[] = [];
+  const gaps: number[] = [];
+  let failed = 0;
+  const deadline = performance.now() + t.durationMs;
+  const worker = async (i: number) => {
+    await new Promise((r) => setTimeout(r, (i / t.concurrency) * t.staggerMs));
+    do {
+      const ok = await oneStream(t.url, t.path, t.body, ttft, gaps).catch(() => false);
+      if (!ok) failed++;
+    } while (performance.now() < deadline);
+  };
+  await Promise.all(Array.from({ length: t.concurrency }, (_, i) => worker(i)));
+  return { ttft, gaps, failed };
+}
+
+async function closedLoop(t: Extract<Task, { kind: 'closed-loop' }>): Promise<LoopResult> {
+  const latencies: number[] = [];
+  let failed = 0;
+  const start = performance.now();
+  const deadline = start + t.durationMs;
+  const worker = async (url: string) => {
+    while (performance.now() < deadline) {
+      const t0 = performance.now();
+      try {
+        const res = await request(url + t.path, { method: 'POST', body: t.body, headers: { 'content-type': 'application/json' }, dispatcher: agent });
+        await res.body.dump();
+        if (res.statusCode === 200) latencies.push(performance.now() - t0);
+        else failed++;
+      } catch {
+        failed++;
+      }
+    }
+  };
+  await Promise.all(t.targets.flatMap((url) => Array.from({ length: t.perTarget }, () => worker(url))));
+  return { completed: latencies.length, failed, elapsedMs: performance.now() - start, latencies };
+}
+
+async function bodies(t: Extract<Task, { kind: 'bodies' }>): Promise<LoopResult> {
+  const image = 'A'.repeat(t.bytes - 200);
+  const body = Buffer.from(JSON.stringify({ model: 'llama3.2', stream: false, messages: [{ role: 'user', content: 'describe', images: [image] }] }));
+  return closedLoop({ kind: 'closed-loop', targets: [t.url], perTarget: t.concurrency, path: t.path, body: body.toString('latin1'), durationMs: t.durationMs });
+}
+
+process.on('message', (task: Task) => {
+  const run = task.kind === 'streams' ? streams(task) : task.kind === 'closed-loop' ? closedLoop(task) : bodies(task);
+  run.then(
+    (result) => process.send!({ ok: true, result }),
+    (err: unknown) => process.send!({ ok: false, error: String(err) }),
+  );
+});

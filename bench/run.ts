@@ -1,0 +1,299 @@
+// `npm run bench`: the gateway's added cost, measured against direct-to-backend in the same run.
+// Simulated backends, the gateway and the load generator each run in processes of their own.
+// Parameters come from the environment (BENCH_*); every scenario is bounded in time.
+//
+//   1. streams:  N concurrent streams; time to first token and inter-token gap, gateway vs
+//                direct; gateway RSS per open stream.
+//   2. one-slot: non-streamed requests on backends with one slot each; requests/s against the
+//                backends' own capacity, and the dispatch gap seen by the backends.
+//   3. bodies:   event-loop delay of the gateway while 8 MiB bodies flow beside the streams,
+//                with the piscina worker on and off.
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { round, summarize, type Summary } from './stats.js';
+import type { LoopResult, StreamsResult, Task } from './load-client.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..');
+const BIN = join(root, 'bin', 'ollama-gateway.js');
+
+const env = (k: string, d: number) => (process.env[k] !== undefined ? Number(process.env[k]) : d);
+const P = {
+  streams: env('BENCH_STREAMS', 200),
+  tokens: env('BENCH_TOKENS', 50),
+  tokenMs: env('BENCH_TOKEN_MS', 20),
+  ttftMs: env('BENCH_TTFT_MS', 50),
+  rounds: env('BENCH_ROUNDS', 2),
+  streamSeconds: env('BENCH_STREAM_SECONDS', 5),
+  slotBackends: env('BENCH_SLOT_BACKENDS', 4),
+  slotServiceMs: env('BENCH_SLOT_SERVICE_MS', 5),
+  loopSeconds: env('BENCH_LOOP_SECONDS', 5),
+  bodyMiB: env('BENCH_BODY_MIB', 8),
+  bodyConcurrency: env('BENCH_BODY_CONCURRENCY', 2),
+};
+
+const children: ChildProcess[] = [];
+
+// BENCH_PIN=1: the gateway gets a core of its own and the backends and load generator share the
+// other, in both the direct and the gateway runs, so the figures show the gateway's own cost
+// rather than three processes fighting over two cores.
+const PIN = process.env['BENCH_PIN'] === '1' && cpus().length >= 2;
+function pin(proc: ChildProcess, role: 'gateway' | 'other'): void {
+  if (!PIN || proc.pid === undefined) return;
+  execFileSync('taskset', ['-a', '-p', '-c', role === 'gateway' ? '1' : '0', String(proc.pid)], { stdio: 'ignore' });
+}
+process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
+// a hard cap on the whole run: it stops by itself
+setTimeout(() => {
+  console.error('bench: time limit reached');
+  process.exit(2);
+}, 15 * 60_000).unref();
+
+async function startSim(args: string[]): Promise<{ url: string; proc: ChildProcess }> {
+  const proc = spawn(process.execPath, [BIN, 'simulate', '--listen', '127.0.0.1:0', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(proc);
+  pin(proc, 'other');
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    proc.stdout!.on('data', (d) => {
+      out += String(d);
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    proc.once('exit', () => reject(new Error(`simulator exited: ${out}`)));
+  });
+  return { url, proc };
+}
+
+interface GatewayProc {
+  url: string;
+  ask<T>(type: string): Promise<T>;
+  stop(): Promise<void>;
+}
+
+async function startGateway(flags: Record<string, string>): Promise<GatewayProc> {
+  // BENCH_CPU_PROF=dir writes a V8 CPU profile of the gateway process there (open in Chrome devtools)
+  const prof = process.env['BENCH_CPU_PROF'];
+  const execArgv = [...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []), ...(process.env['BENCH_GATEWAY_NODE_ARGS']?.split(' ').filter(Boolean) ?? [])];
+  const proc = fork(join(here, 'gateway-process.js'), [JSON.stringify({ listen: '127.0.0.1:0', ...flags })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
+  children.push(proc);
+  pin(proc, 'gateway');
+  const url = await new Promise<string>((resolve) => proc.once('message', (m: { url: string }) => resolve(m.url)));
+  pin(proc, 'gateway'); // again, for the threads it started (piscina workers)
+  const ask = <T>(type: string) =>
+    new Promise<T>((resolve) => {
+      proc.once('message', (m) => resolve(m as T));
+      proc.send({ type });
+    });
+  const stop = () =>
+    new Promise<void>((resolve) => {
+      proc.once('exit', () => resolve());
+      proc.send({ type: 'stop' });
+    });
+  return { url, ask, stop };
+}
+
+function runLoad<T>(task: Task): Promise<T> {
+  const proc = fork(join(here, 'load-client.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  children.push(proc);
+  pin(proc, 'other');
+  return new Promise<T>((resolve, reject) => {
+    proc.once('message', (m: { ok: boolean; result?: T; error?: string }) => {
+      proc.kill();
+      if (m.ok) resolve(m.result!);
+      else reject(new Error(m.error));
+    });
+    proc.send(task);
+  });
+}
+
+async function simGaps(url: string): Promise<number[]> {
+  const res = await fetch(`${url}/_sim/gaps`, { method: 'POST' });
+  return ((await res.json()) as { gaps: number[] }).gaps;
+}
+
+const chatBody = (stream: boolean) => JSON.stringify({ model: 'llama3.2', stream, messages: [{ role: 'user', content: 'Why is the sky blue?' }] });
+const fmt = (s: Summary) => ({ n: s.n, p50: round(s.p50), p90: round(s.p90), p99: round(s.p99), max: round(s.max), mean: round(s.mean) });
+
+async function streamsScenario() {
+  const sim = await startSim(['--parallel', '100000', '--ttft-ms', String(P.ttftMs), '--token-ms', String(P.tokenMs), '--tokens', String(P.tokens)]);
+  const gw = await startGateway({ backends: sim.url, slotsPerBackend: '1024', queueSize: '10000' });
+  const direct = { ttft: [] as number[], gaps: [] as number[], failed: 0 };
+  const via = { ttft: [] as number[], gaps: [] as number[], failed: 0 };
+  const streamMs = P.ttftMs + P.tokens * P.tokenMs;
+  const task = (url: string, durationMs: number): Task => ({ kind: 'streams', url, path: '/api/chat', body: chatBody(true), concurrency: P.streams, durationMs, staggerMs: streamMs });
+  // warm up both paths (JIT, connection pools) before measuring
+  await runLoad<StreamsResult>(task(sim.url, streamMs));
+  await runLoad<StreamsResult>(task(gw.url, streamMs));
+  const idle = (await gw.ask<{ rss: number }>('stats')).rss;
+  let peakRss = idle;
+  const eld: { p50: number; p99: number; max: number }[] = [];
+  for (let r = 0; r < P.rounds; r++) {
+    const d = await runLoad<StreamsResult>(task(sim.url, P.streamSeconds * 1000));
+    direct.ttft.push(...d.ttft);
+    direct.gaps.push(...d.gaps);
+    direct.failed += d.failed;
+    await gw.ask('reset');
+    const load = runLoad<StreamsResult>(task(gw.url, P.streamSeconds * 1000));
+    // sample the gateway's memory while every stream is open
+    await new Promise((r2) => setTimeout(r2, streamMs * 1.5));
+    peakRss = Math.max(peakRss, (await gw.ask<{ rss: number }>('stats')).rss);
+    const g = await load;
+    const st = await gw.ask<{ eld: { p50: number; p99: number; max: number } }>('stats');
+    eld.push(st.eld);
+    via.ttft.push(...g.ttft);
+    via.gaps.push(...g.gaps);
+    via.failed += g.failed;
+  }
+  await gw.stop();
+  sim.proc.kill();
+  const dT = summarize(direct.ttft);
+  const gT = summarize(via.ttft);
+  const dG = summarize(direct.gaps.filter((x) => x > 0));
+  const gG = summarize(via.gaps.filter((x) => x > 0));
+  return {
+    params: { streams: P.streams, tokens: P.tokens, tokenMs: P.tokenMs, ttftMs: P.ttftMs, rounds: P.rounds, seconds: P.streamSeconds },
+    ttft: { direct: fmt(dT), gateway: fmt(gT), added_p50: round(gT.p50 - dT.p50), added_p99: round(gT.p99 - dT.p99) },
+    inter_token: { direct: fmt(dG), gateway: fmt(gG), added_p50: round(gG.p50 - dG.p50), added_p99: round(gG.p99 - dG.p99) },
+    failed: { direct: direct.failed, gateway: via.failed },
+    gateway_event_loop_delay_ms: { p99: round(Math.max(...eld.map((e) => e.p99))), max: round(Math.max(...eld.map((e) => e.max))) },
+    rss: { idle_mib: round(idle / 2 ** 20), peak_mib: round(peakRss / 2 ** 20), per_stream_kib: round((peakRss - idle) / 1024 / P.streams) },
+  };
+}
+
+async function oneSlotScenario() {
+  const sims = await Promise.all(
+    Array.from({ length: P.slotBackends }, () => startSim(['--parallel', '1', '--ttft-ms', String(P.slotServiceMs), '--token-ms', '0', '--tokens', '1'])),
+  );
+  const urls = sims.map((s) => s.url);
+  const body = chatBody(false);
+  const durationMs = P.loopSeconds * 1000;
+  // the backends' own capacity: exactly one request outstanding per backend, straight to it
+  const direct = await runLoad<LoopResult>({ kind: 'closed-loop', targets: urls, perTarget: 1, path: '/api/chat', body, durationMs });
+  const directGaps = (await Promise.all(urls.map(simGaps))).flat();
+  const gw = await startGateway({ backends: urls.join(','), slotsPerBackend: '1', queueSize: '10000' });
+  await Promise.all(urls.map(simGaps));
+  // through the gateway: enough clients that its queue is never empty
+  const via = await runLoad<LoopResult>({ kind: 'closed-loop', targets: [gw.url], perTarget: P.slotBackends * 4, path: '/api/chat', body, durationMs });
+  const gwGaps = (await Promise.all(urls.map(simGaps))).flat();
+  await gw.stop();
+  sims.forEach((s) => s.proc.kill());
+  const dRps = (direct.completed / direct.elapsedMs) * 1000;
+  const gRps = (via.completed / via.elapsedMs) * 1000;
+  return {
+    params: { backends: P.slotBackends, serviceMs: P.slotServiceMs, seconds: P.loopSeconds },
+    rps: { direct: round(dRps), gateway: round(gRps), ratio: round(gRps / dRps, 3) },
+    latency_ms: { direct: fmt(summarize(direct.latencies)), gateway: fmt(summarize(via.latencies)) },
+    backend_idle_gap_ms: { direct_client: fmt(summarize(directGaps)), gateway: fmt(summarize(gwGaps)) },
+    failed: { direct: direct.failed, gateway: via.failed },
+  };
+}
+
+async function bodiesScenario() {
+  const out: Record<string, unknown> = {};
+  for (const workers of ['1', '0']) {
+    const sim = await startSim(['--parallel', '100000', '--ttft-ms', String(P.ttftMs), '--token-ms', String(P.tokenMs), '--tokens', String(P.tokens)]);
+    const gw = await startGateway({ backends: sim.url, slotsPerBackend: '1024', queueSize: '10000', inspectWorkers: workers, maxBodyBytes: String(64 * 2 ** 20) });
+    await gw.ask('reset');
+    const durationMs = P.streamSeconds * 1000;
+    const streamMs = P.ttftMs + P.tokens * P.tokenMs;
+    const [streams, bodies] = await Promise.all([
+      runLoad<StreamsResult>({ kind: 'streams', url: gw.url, path: '/api/chat', body: chatBody(true), concurrency: P.streams, durationMs, staggerMs: streamMs }),
+      runLoad<LoopResult>({ kind: 'bodies', url: gw.url, path: '/api/chat', bytes: P.bodyMiB * 2 ** 20, concurrency: P.bodyConcurrency, durationMs }),
+    ]);
+    const stats = await gw.ask<{ eld: { p50: number; p99: number; max: number }; offloaded: number }>('stats');
+    await gw.stop();
+    sim.proc.kill();
+    out[workers === '1' ? 'piscina_on' : 'piscina_off'] = {
+      event_loop_delay_ms: { p50: round(stats.eld.p50), p99: round(stats.eld.p99), max: round(stats.eld.max) },
+      bodies_sent: bodies.completed,
+      bodies_failed: bodies.failed,
+      offloaded: stats.offloaded,
+      stream_ttft_p99_ms: round(summarize(streams.ttft).p99),
+      stream_gap_p99_ms: round(summarize(streams.gaps.filter((x) => x > 0)).p99),
+    };
+  }
+  return { params: { streams: P.streams, bodyMiB: P.bodyMiB, concurrency: P.bodyConcurrency }, ...out };
+}
+
+function markdown(r: Record<string, any>): string {
+  const s = r['streams'];
+  const o = r['one_slot'];
+  const b = r['bodies'];
+  return [
+    `# Benchmark ${r['date']}`,
+    '',
+    `Machine: ${r['machine']}. Backends, gateway and load generator in separate processes on the same machine; direct-to-backend measured in the same run.`,
+    '',
+    `## ${s.params.streams} concurrent streams (${s.params.tokens} tokens ${s.params.tokenMs} ms apart, TTFT ${s.params.ttftMs} ms; each ends and is replaced, ${s.params.rounds} × ${s.params.seconds} s per side)`,
+    '',
+    '| figure | direct | gateway | added |',
+    '| --- | --- | --- | --- |',
+    `| time to first token p50 (ms) | ${s.ttft.direct.p50} | ${s.ttft.gateway.p50} | ${s.ttft.added_p50} |`,
+    `| time to first token p99 (ms) | ${s.ttft.direct.p99} | ${s.ttft.gateway.p99} | ${s.ttft.added_p99} |`,
+    `| inter-token gap p50 (ms) | ${s.inter_token.direct.p50} | ${s.inter_token.gateway.p50} | ${s.inter_token.added_p50} |`,
+    `| inter-token gap p99 (ms) | ${s.inter_token.direct.p99} | ${s.inter_token.gateway.p99} | ${s.inter_token.added_p99} |`,
+    `| failed streams | ${s.failed.direct} | ${s.failed.gateway} | |`,
+    '',
+    `Gateway event-loop delay during the run: p99 ${s.gateway_event_loop_delay_ms.p99} ms, max ${s.gateway_event_loop_delay_ms.max} ms.`,
+    '',
+    `Gateway RSS: ${s.rss.idle_mib} MiB idle, ${s.rss.peak_mib} MiB with every stream open: ${s.rss.per_stream_kib} KiB per stream.`,
+    '',
+    `## One slot per backend (${o.params.backends} backends, ${o.params.serviceMs} ms per request, ${o.params.seconds} s)`,
+    '',
+    '| figure | direct (one client per backend) | gateway | ratio |',
+    '| --- | --- | --- | --- |',
+    `| requests/s | ${o.rps.direct} | ${o.rps.gateway} | ${o.rps.ratio} |`,
+    `| latency p50 (ms) | ${o.latency_ms.direct.p50} | ${o.latency_ms.gateway.p50} | |`,
+    `| backend idle gap p50 (ms) | ${o.backend_idle_gap_ms.direct_client.p50} | ${o.backend_idle_gap_ms.gateway.p50} | |`,
+    `| backend idle gap p99 (ms) | ${o.backend_idle_gap_ms.direct_client.p99} | ${o.backend_idle_gap_ms.gateway.p99} | |`,
+    '',
+    'The idle gap is measured by each backend: from the end of one answer to the arrival of the next request. Direct, it is the client\'s own turnaround; through the gateway, the dispatch gap (relay the end of the answer, free the slot, hand it to the next queued request, send it).',
+    '',
+    `## Event-loop delay with ${b.params.bodyMiB} MiB bodies beside ${b.params.streams} streams`,
+    '',
+    '| figure | piscina on | piscina off |',
+    '| --- | --- | --- |',
+    `| event-loop delay p50 (ms) | ${b.piscina_on.event_loop_delay_ms.p50} | ${b.piscina_off.event_loop_delay_ms.p50} |`,
+    `| event-loop delay p99 (ms) | ${b.piscina_on.event_loop_delay_ms.p99} | ${b.piscina_off.event_loop_delay_ms.p99} |`,
+    `| event-loop delay max (ms) | ${b.piscina_on.event_loop_delay_ms.max} | ${b.piscina_off.event_loop_delay_ms.max} |`,
+    `| bodies relayed | ${b.piscina_on.bodies_sent} | ${b.piscina_off.bodies_sent} |`,
+    `| stream TTFT p99 (ms) | ${b.piscina_on.stream_ttft_p99_ms} | ${b.piscina_off.stream_ttft_p99_ms} |`,
+    `| stream inter-token gap p99 (ms) | ${b.piscina_on.stream_gap_p99_ms} | ${b.piscina_off.stream_gap_p99_ms} |`,
+    '',
+  ].join('\n');
+}
+
+async function main() {
+  const only = process.argv[2];
+  const results: Record<string, unknown> = {
+    date: new Date().toISOString(),
+    machine: `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}${PIN ? ', gateway pinned to its own core' : ', all processes sharing the cores'}`,
+    params: P,
+  };
+  if (!only || only === 'streams') {
+    console.error('bench: streams …');
+    results['streams'] = await streamsScenario();
+  }
+  if (!only || only === 'one-slot') {
+    console.error('bench: one slot per backend …');
+    results['one_slot'] = await oneSlotScenario();
+  }
+  if (!only || only === 'bodies') {
+    console.error('bench: large bodies …');
+    results['bodies'] = await bodiesScenario();
+  }
+  const dir = join(root, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const stamp = (results['date'] as string).replace(/[:]/g, '-').replace(/\..*/, '');
+  writeFileSync(join(dir, `${stamp}.json`), `${JSON.stringify(results, null, 2)}\n`);
+  const md = only ? JSON.stringify(results, null, 2) : markdown(results);
+  if (!only) writeFileSync(join(dir, `${stamp}.md`), md);
+  console.log(md);
+  process.exit(0);
+}
+
+void main();
