@@ -77,7 +77,7 @@ interface GatewayProc {
 async function startGateway(flags: Record<string, string>): Promise<GatewayProc> {
   // BENCH_CPU_PROF=dir writes a V8 CPU profile of the gateway process there (open in Chrome devtools)
   const prof = process.env['BENCH_CPU_PROF'];
-  const execArgv = [...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []), ...(process.env['BENCH_GATEWAY_NODE_ARGS']?.split(' ').filter(Boolean) ?? [])];
+  const execArgv = ['--expose-gc', ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []), ...(process.env['BENCH_GATEWAY_NODE_ARGS']?.split(' ').filter(Boolean) ?? [])];
   const proc = fork(join(here, 'gateway-process.js'), [JSON.stringify({ listen: '127.0.0.1:0', ...flags })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   children.push(proc);
   pin(proc, 'gateway');
@@ -128,8 +128,10 @@ async function streamsScenario() {
   // warm up both paths (JIT, connection pools) before measuring
   await runLoad<StreamsResult>(task(sim.url, streamMs));
   await runLoad<StreamsResult>(task(gw.url, streamMs));
-  const idle = (await gw.ask<{ rss: number }>('stats')).rss;
+  const idleStats = await gw.ask<{ rss: number; live: number }>('stats');
+  const idle = idleStats.rss;
   let peakRss = idle;
+  let peakLive = idleStats.live;
   const eld: { p50: number; p99: number; max: number }[] = [];
   for (let r = 0; r < P.rounds; r++) {
     const d = await runLoad<StreamsResult>(task(sim.url, P.streamSeconds * 1000));
@@ -140,7 +142,9 @@ async function streamsScenario() {
     const load = runLoad<StreamsResult>(task(gw.url, P.streamSeconds * 1000));
     // sample the gateway's memory while every stream is open
     await new Promise((r2) => setTimeout(r2, streamMs * 1.5));
-    peakRss = Math.max(peakRss, (await gw.ask<{ rss: number }>('stats')).rss);
+    const mid = await gw.ask<{ rss: number; live: number }>('stats');
+    peakRss = Math.max(peakRss, mid.rss);
+    peakLive = Math.max(peakLive, mid.live);
     const g = await load;
     const st = await gw.ask<{ eld: { p50: number; p99: number; max: number } }>('stats');
     eld.push(st.eld);
@@ -161,6 +165,7 @@ async function streamsScenario() {
     failed: { direct: direct.failed, gateway: via.failed },
     gateway_event_loop_delay_ms: { p99: round(Math.max(...eld.map((e) => e.p99))), max: round(Math.max(...eld.map((e) => e.max))) },
     rss: { idle_mib: round(idle / 2 ** 20), peak_mib: round(peakRss / 2 ** 20), per_stream_kib: round((peakRss - idle) / 1024 / P.streams) },
+    live: { idle_mib: round(idleStats.live / 2 ** 20), peak_mib: round(peakLive / 2 ** 20), per_stream_kib: round((peakLive - idleStats.live) / 1024 / P.streams) },
   };
 }
 
@@ -240,7 +245,7 @@ function markdown(r: Record<string, any>): string {
     '',
     `Gateway event-loop delay during the run: p99 ${s.gateway_event_loop_delay_ms.p99} ms, max ${s.gateway_event_loop_delay_ms.max} ms.`,
     '',
-    `Gateway RSS: ${s.rss.idle_mib} MiB idle, ${s.rss.peak_mib} MiB with every stream open: ${s.rss.per_stream_kib} KiB per stream.`,
+    `Gateway memory with every stream open: live heap and buffers (after a forced GC) ${s.live.idle_mib} → ${s.live.peak_mib} MiB, ${s.live.per_stream_kib} KiB per stream; RSS ${s.rss.idle_mib} → ${s.rss.peak_mib} MiB, ${s.rss.per_stream_kib} KiB per stream (RSS also holds garbage not yet collected).`,
     '',
     `## One slot per backend (${o.params.backends} backends, ${o.params.serviceMs} ms per request, ${o.params.seconds} s)`,
     '',

@@ -78,7 +78,7 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
       io.out(demoBanner(demo));
       onStopSignals(async () => {
         await demo.stop();
-        logger.flush();
+        await new Promise<void>((resolve) => logger.flush(() => resolve()));
       });
       result = undefined;
     });
@@ -162,7 +162,7 @@ async function serveCommand(flags: Record<string, unknown>, io: CliIO): Promise<
   });
   onStopSignals(async () => {
     await gateway.stop();
-    log.flush();
+    await new Promise<void>((resolve) => log.flush(() => resolve()));
   });
   return undefined;
 }

@@ -116,7 +116,13 @@ export class Gateway {
     if (next.listen.host !== prev.listen.host || next.listen.port !== prev.listen.port) {
       this.log.warn({ from: `${prev.listen.host}:${prev.listen.port}`, to: `${next.listen.host}:${next.listen.port}` }, 'listen address changes need a restart; keeping the old one');
     }
-    this.cfg = { ...next, listen: prev.listen, limits: next.limits, inspect: prev.inspect };
+    // the listener and the worker pool are built once: their settings wait for a restart
+    this.cfg = Object.freeze({
+      ...next,
+      listen: prev.listen,
+      limits: Object.freeze({ ...prev.limits, maxBodyBytes: next.limits.maxBodyBytes }),
+      inspect: prev.inspect,
+    });
     this.log.level = next.logLevel;
     this.dispatcher.configure(this.dispatchOptions(next));
     this.registry.apply(this.cfg);
