@@ -123,3 +123,20 @@ export function readAll(s: Socket): Promise<string> {
     s.on('error', () => resolve(out));
   });
 }
+
+/** The gateway's own accounting is back to zero: no slot held, nobody queued. */
+export async function settled(gateway: Gateway, what = 'accounting back to zero'): Promise<void> {
+  await until(() => gateway.dispatcher.queueDepth === 0 && gateway.registry.all.every((b) => b.inFlight === 0 && b.pending.size === 0), what);
+}
+
+/** A small seeded PRNG (mulberry32), so a fuzz run can be replayed from its seed. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

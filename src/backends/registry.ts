@@ -51,17 +51,10 @@ export class Registry {
   apply(cfg: GatewayConfig): void {
     this.cfg = cfg;
     const wanted = new Map(cfg.backends.map((b) => [b.url, b]));
+    const leaving = this.list.filter((b) => !b.retiring && wanted.get(b.url)?.name !== b.name);
     for (const b of this.list) {
       const bc = wanted.get(b.url);
-      if (!bc || bc.name !== b.name) {
-        if (!b.retiring) {
-          b.retiring = true;
-          this.log.info({ backend: b.name, url: b.url, in_flight: b.inFlight }, 'backend leaving: finishes its work, takes no more');
-          this.emit({ type: 'retiring', backend: b });
-          this.removeIfIdle(b);
-        }
-        continue;
-      }
+      if (b.retiring || leaving.includes(b) || !bc) continue;
       b.health.setThresholds(cfg.health.unhealthyAfter, cfg.health.healthyAfter);
       if (bc.slots !== b.slots) {
         this.log.info({ backend: b.name, from: b.slots, to: bc.slots }, 'backend slots changed');
@@ -69,12 +62,19 @@ export class Registry {
         this.emit({ type: 'resized', backend: b });
       }
     }
+    // newcomers join before anyone leaves, so waiters never see an empty fleet in between
     for (const bc of cfg.backends) {
-      if (this.list.some((b) => b.url === bc.url && !b.retiring)) continue;
+      if (this.list.some((b) => b.url === bc.url && !b.retiring && !leaving.includes(b))) continue;
       const b = new Backend(bc, cfg, (backend, t) => this.onTransition(backend, t));
       this.list.push(b);
       this.log.info({ backend: b.name, url: b.url, slots: b.slots }, 'backend added');
       this.emit({ type: 'added', backend: b });
+    }
+    for (const b of leaving) {
+      b.retiring = true;
+      this.log.info({ backend: b.name, url: b.url, in_flight: b.inFlight }, 'backend leaving: finishes its work, takes no more');
+      this.emit({ type: 'retiring', backend: b });
+      this.removeIfIdle(b);
     }
   }
 

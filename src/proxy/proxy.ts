@@ -13,6 +13,7 @@ import type { RequestContext } from '../http/context.js';
 import { downstreamHeaders, upstreamHeaders } from '../http/headers.js';
 import type { Inspector } from '../inspect/inspector.js';
 import { endWithError, relayBody, streamKind, type RelayProgress } from '../relay/relay.js';
+import { StreamEndCheck, expectedEnd } from '../relay/stream-end.js';
 import { TokenTap } from '../relay/token-tap.js';
 import { sendUpstream, type UpstreamResponse } from './upstream.js';
 
@@ -121,9 +122,17 @@ export class Proxy {
     const kind = streamKind(Array.isArray(ct) ? ct[0] : ct);
     const progress: RelayProgress = { bytes: 0, firstByteAt: undefined, atLineStart: true };
     const tap = new TokenTap();
+    const endKind = up.statusCode === 200 ? expectedEnd(ctx.path, kind) : undefined;
+    const endCheck = endKind ? new StreamEndCheck(endKind) : undefined;
     try {
-      await relayBody(up.body, res, tap, progress);
-      res.end();
+      await relayBody(up.body, res, tap, endCheck, progress);
+      if (endCheck && endCheck.verdict(tap.tail()) === 'cut_short') {
+        const ge = new GatewayError('upstream_failed', `backend ${b.name} ended the stream without its final chunk`);
+        ctx.record.code = ge.code;
+        endWithError(res, kind, ge, progress.atLineStart);
+      } else {
+        res.end();
+      }
     } catch (err) {
       const ge = up.classify(err);
       if (ge.code === 'client_closed') throw ge;

@@ -8,6 +8,7 @@ import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { GatewayError } from '../errors.js';
 import { toOpenAIBody } from '../errors.js';
+import type { StreamEndCheck } from './stream-end.js';
 import type { TokenTap } from './token-tap.js';
 
 export interface RelayProgress {
@@ -18,12 +19,13 @@ export interface RelayProgress {
   atLineStart: boolean;
 }
 
-export function relayBody(src: Readable, res: ServerResponse, tap: TokenTap, progress: RelayProgress): Promise<void> {
+export function relayBody(src: Readable, res: ServerResponse, tap: TokenTap, end: StreamEndCheck | undefined, progress: RelayProgress): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const onData = (chunk: Buffer) => {
       if (progress.firstByteAt === undefined) progress.firstByteAt = performance.now();
       progress.bytes += chunk.length;
       tap.push(chunk);
+      end?.push(chunk);
       progress.atLineStart = chunk[chunk.length - 1] === 0x0a;
       if (!res.write(chunk)) {
         src.pause();

@@ -20,7 +20,10 @@ export class TokenTap {
   private chunks: Buffer[] = [];
   private kept = 0;
 
+  private memo: string | undefined;
+
   push(chunk: Buffer): void {
+    this.memo = undefined;
     this.chunks.push(chunk);
     this.kept += chunk.length;
     while (this.chunks.length > 1 && this.kept - this.chunks[0]!.length >= KEEP_BYTES) {
@@ -28,10 +31,16 @@ export class TokenTap {
     }
   }
 
-  counts(): TokenCounts {
-    if (this.chunks.length === 0) return { prompt: undefined, completion: undefined };
+  /** The last bytes of the stream (at least 4 KiB when the stream was that long), as latin1. */
+  tail(): string {
+    if (this.memo !== undefined) return this.memo;
+    if (this.chunks.length === 0) return '';
     const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
-    const tail = all.subarray(Math.max(0, all.length - 2 * KEEP_BYTES)).toString('latin1');
+    this.memo = all.subarray(Math.max(0, all.length - 2 * KEEP_BYTES)).toString('latin1');
+    return this.memo;
+  }
+
+  counts(tail = this.tail()): TokenCounts {
     return {
       prompt: last(tail, PATTERNS.ollamaPrompt) ?? last(tail, PATTERNS.openaiPrompt),
       completion: last(tail, PATTERNS.ollamaCompletion) ?? last(tail, PATTERNS.openaiCompletion),

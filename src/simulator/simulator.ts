@@ -36,7 +36,7 @@ export interface Faults {
   errorAfterTokens: number | undefined;
   /** after N tokens, the connection is destroyed (a backend that dies mid-stream) */
   killAfterTokens: number | undefined;
-  /** stream lines that are not JSON */
+  /** stream lines that are not JSON, and no final chunk */
   garbage: boolean;
   /** end the stream without the final `done: true` chunk */
   noFinalChunk: boolean;
@@ -584,7 +584,7 @@ export class Simulator extends EventEmitter {
           if (!ok) await drained(res, signal);
         }
         if (!alive()) return;
-        if (!this.faults.noFinalChunk) {
+        if (!this.faults.noFinalChunk && !this.faults.garbage) {
           const evalNs = Number(process.hrtime.bigint() - evalStart);
           res.write(format.final(count, doneReason, Number(process.hrtime.bigint() - t0), promptNs, evalNs, includeUsage));
         }

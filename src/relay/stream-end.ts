@@ -1,0 +1,50 @@
+// Did the stream end the way the protocol says it must? An Ollama generation stream ends with a
+// `"done":true` chunk, an OpenAI chat or completion stream with `data: [DONE]`. A backend that
+// stops short (it died, it sent garbage, it closed early) would leave the client waiting for a
+// end that never came, or taking a cut answer for a whole one; the relay then adds its own final
+// error line. Scanning costs one Buffer.indexOf per chunk, and nothing is buffered.
+
+const DONE = Buffer.from('"done":true');
+const SSE_DONE = 'data: [DONE]';
+const OVERLAP = DONE.length - 1;
+
+export type EndVerdict = 'complete' | 'backend_error' | 'cut_short';
+
+export class StreamEndCheck {
+  private sawDone = false;
+  /** the last bytes of the previous chunk, for a marker split across two chunks */
+  private carry = '';
+
+  constructor(private readonly kind: 'ndjson' | 'sse') {}
+
+  push(chunk: Buffer): void {
+    if (this.kind !== 'ndjson' || this.sawDone) return;
+    if (chunk.indexOf(DONE) !== -1) {
+      this.sawDone = true;
+      return;
+    }
+    if (this.carry && (this.carry + chunk.toString('latin1', 0, Math.min(chunk.length, OVERLAP))).includes('"done":true')) {
+      this.sawDone = true;
+      return;
+    }
+    this.carry = chunk.toString('latin1', Math.max(0, chunk.length - OVERLAP));
+  }
+
+  /** `tail`: the last bytes of the stream (latin1). */
+  verdict(tail: string): EndVerdict {
+    const lastLine = tail.trimEnd().split('\n').pop() ?? '';
+    if (this.kind === 'ndjson') {
+      if (this.sawDone) return 'complete';
+      return lastLine.startsWith('{"error"') ? 'backend_error' : 'cut_short';
+    }
+    if (tail.trimEnd().endsWith(SSE_DONE)) return 'complete';
+    return lastLine.startsWith('data: {"error"') ? 'backend_error' : 'cut_short';
+  }
+}
+
+/** The routes whose streams must end with a final marker, and which marker. */
+export function expectedEnd(path: string, contentKind: 'ndjson' | 'sse' | 'other'): 'ndjson' | 'sse' | undefined {
+  if (contentKind === 'ndjson' && (path === '/api/chat' || path === '/api/generate')) return 'ndjson';
+  if (contentKind === 'sse' && (path === '/v1/chat/completions' || path === '/v1/completions')) return 'sse';
+  return undefined;
+}
