@@ -1,6 +1,8 @@
 // The gateway under test, in a process of its own, with its event-loop delay measured from the
 // inside (monitorEventLoopDelay) and reported over IPC. Logs go to /dev/null through pino as in
 // production, so their cost is counted.
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { loadConfig } from '../src/config/load.js';
@@ -12,6 +14,16 @@ const logger = pino({ level: 'info' }, pino.destination({ dest: '/dev/null', syn
 const gateway = await Gateway.start({ config, logger });
 const eld = monitorEventLoopDelay({ resolution: 1 });
 eld.enable();
+
+// BENCH_ALLOC_PROF=file: a sampling profile of every allocation, short-lived ones included
+// (what the young-generation collector has to clean up), written when the gateway stops
+const allocProf = process.env['BENCH_ALLOC_PROF'];
+let session: Session | undefined;
+if (allocProf) {
+  session = new Session();
+  session.connect();
+  await session.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+}
 
 process.on('message', (m: { type: string }) => {
   if (m.type === 'reset') {
@@ -30,7 +42,14 @@ process.on('message', (m: { type: string }) => {
       offloaded: gateway.inspector.offloaded,
     });
   } else if (m.type === 'stop') {
-    void gateway.stop(0).then(() => process.exit(0));
+    void (async () => {
+      if (session && allocProf) {
+        const { profile } = await session.post('HeapProfiler.stopSampling');
+        writeFileSync(allocProf, JSON.stringify(profile));
+      }
+      await gateway.stop(0);
+      process.exit(0);
+    })();
   }
 });
 process.send!({ type: 'ready', url: gateway.url });

@@ -6,28 +6,34 @@
 
 const DONE = Buffer.from('"done":true');
 const SSE_DONE = 'data: [DONE]';
-const OVERLAP = DONE.length - 1;
+
+/** Does `"done":true` start at the end of `a` and finish at the start of `b`? */
+function splitAcross(a: Buffer, b: Buffer): boolean {
+  for (let k = 1; k < DONE.length; k++) {
+    // the first k bytes of the marker end `a`, the rest begins `b`
+    if (k > a.length || DONE.length - k > b.length) continue;
+    if (a.compare(DONE, 0, k, a.length - k, a.length) === 0 && b.compare(DONE, k, DONE.length, 0, DONE.length - k) === 0) return true;
+  }
+  return false;
+}
 
 export type EndVerdict = 'complete' | 'backend_error' | 'cut_short';
 
 export class StreamEndCheck {
   private sawDone = false;
-  /** the last bytes of the previous chunk, for a marker split across two chunks */
-  private carry = '';
+  /** the previous chunk, for a marker split across two chunks (a reference, not a copy) */
+  private prev: Buffer | undefined;
 
   constructor(private readonly kind: 'ndjson' | 'sse') {}
 
   push(chunk: Buffer): void {
     if (this.kind !== 'ndjson' || this.sawDone) return;
-    if (chunk.indexOf(DONE) !== -1) {
+    if (chunk.indexOf(DONE) !== -1 || (this.prev !== undefined && splitAcross(this.prev, chunk))) {
       this.sawDone = true;
+      this.prev = undefined;
       return;
     }
-    if (this.carry && (this.carry + chunk.toString('latin1', 0, Math.min(chunk.length, OVERLAP))).includes('"done":true')) {
-      this.sawDone = true;
-      return;
-    }
-    this.carry = chunk.toString('latin1', Math.max(0, chunk.length - OVERLAP));
+    this.prev = chunk;
   }
 
   /** `tail`: the last bytes of the stream (latin1). */

@@ -1,9 +1,9 @@
 // Token counts, read from what the backend reports as the stream passes: Ollama's final chunk
 // (`prompt_eval_count`, `eval_count`) or OpenAI's `usage` (`prompt_tokens`, `completion_tokens`).
 // Both sit at the very end of the response, so the tap keeps references to the last few chunks
-// (about 4 KiB, no copies on the hot path) and reads them once, when the response ends.
+// (about 1 KiB, no copies on the hot path) and reads them once, when the response ends.
 
-const KEEP_BYTES = 4096;
+const KEEP_BYTES = 1024;
 const PATTERNS = {
   ollamaPrompt: /"prompt_eval_count":\s*(\d+)/g,
   ollamaCompletion: /"eval_count":\s*(\d+)/g,
@@ -31,13 +31,16 @@ export class TokenTap {
     }
   }
 
-  /** The last bytes of the stream (at least 4 KiB when the stream was that long), as latin1. */
+  /** The last KEEP_BYTES of the stream (fewer when the stream was shorter), as latin1. */
   tail(): string {
     if (this.memo !== undefined) return this.memo;
-    if (this.chunks.length === 0) return '';
-    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
-    this.memo = all.subarray(Math.max(0, all.length - 2 * KEEP_BYTES)).toString('latin1');
-    return this.memo;
+    let text = '';
+    for (let i = this.chunks.length - 1; i >= 0 && text.length < KEEP_BYTES; i--) {
+      const c = this.chunks[i]!;
+      text = c.toString('latin1', Math.max(0, c.length - (KEEP_BYTES - text.length))) + text;
+    }
+    this.memo = text;
+    return text;
   }
 
   counts(tail = this.tail()): TokenCounts {
