@@ -4,14 +4,19 @@
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { pino } from 'pino';
 import { loadConfig } from '../src/config/load.js';
 import { Gateway } from '../src/gateway.js';
+import { createLogger } from '../src/log/logger.js';
 
 const flags = JSON.parse(process.argv[2] ?? '{}') as Record<string, string>;
 const config = loadConfig({ env: {}, flags });
-const logger = pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: false }));
+const logger = createLogger({ level: 'info', destination: '/dev/null' });
 const gateway = await Gateway.start({ config, logger });
+// when each queued job left the queue because its client went (epoch ms, high resolution)
+const queueCancels: number[] = [];
+gateway.dispatcher.on((e) => {
+  if (e === 'cancelled_queued') queueCancels.push(performance.timeOrigin + performance.now());
+});
 const eld = monitorEventLoopDelay({ resolution: 1 });
 eld.enable();
 
@@ -41,6 +46,8 @@ process.on('message', (m: { type: string }) => {
       rss: mem.rss,
       offloaded: gateway.inspector.offloaded,
     });
+  } else if (m.type === 'queue-cancels') {
+    process.send!({ type: 'queue-cancels', at: queueCancels.splice(0) });
   } else if (m.type === 'stop') {
     void (async () => {
       if (session && allocProf) {

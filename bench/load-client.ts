@@ -16,12 +16,18 @@ export type Task =
       readonly staggerMs: number;
     }
   | { readonly kind: 'closed-loop'; readonly targets: readonly string[]; readonly perTarget: number; readonly path: string; readonly body: string; readonly durationMs: number }
+  | { readonly kind: 'cancel'; readonly url: string; readonly phase: 'queued' | 'before_first_byte' | 'streaming'; readonly n: number; readonly fill: number; readonly prefix: string }
   | { readonly kind: 'bodies'; readonly url: string; readonly path: string; readonly bytes: number; readonly concurrency: number; readonly durationMs: number };
 
 export interface StreamsResult {
   readonly ttft: number[];
   readonly gaps: number[];
   readonly failed: number;
+}
+
+export interface CancelResult {
+  /** request id and when the client cut it (epoch ms, high resolution) */
+  readonly aborts: { id: string; at: number }[];
 }
 
 export interface LoopResult {
@@ -103,8 +109,63 @@ async function bodies(t: Extract<Task, { kind: 'bodies' }>): Promise<LoopResult>
   return closedLoop({ kind: 'closed-loop', targets: [t.url], perTarget: t.concurrency, path: t.path, body: body.toString('latin1'), durationMs: t.durationMs });
 }
 
+const epoch = () => performance.timeOrigin + performance.now();
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Start a stream and resolve once its first chunk is in; the rest is read in the background. */
+async function openStream(url: string, id: string, signal: AbortSignal): Promise<void> {
+  const res = await request(`${url}/api/chat`, {
+    method: 'POST',
+    body: JSON.stringify({ model: 'llama3.2', messages: [{ role: 'user', content: id }] }),
+    headers: { 'content-type': 'application/json', 'x-request-id': id },
+    dispatcher: agent,
+    signal,
+  });
+  const it = res.body[Symbol.asyncIterator]();
+  await it.next();
+  void (async () => {
+    try {
+      for (;;) if ((await it.next()).done) break;
+    } catch {
+      // cut on purpose
+    }
+  })();
+}
+
+/**
+ * Client disconnects, one phase at a time, one at a time, each cut recorded. `queued` first fills
+ * the gateway's slots with `fill` long streams so that the cut request is waiting in the queue.
+ */
+async function cancels(t: Extract<Task, { kind: 'cancel' }>): Promise<CancelResult> {
+  const aborts: { id: string; at: number }[] = [];
+  const fillers = new AbortController();
+  if (t.phase === 'queued') await Promise.all(Array.from({ length: t.fill }, (_, i) => openStream(t.url, `${t.prefix}fill-${i}`, fillers.signal)));
+  for (let i = 0; i < t.n; i++) {
+    const id = `${t.prefix}${i}`;
+    const ac = new AbortController();
+    if (t.phase === 'streaming') {
+      await openStream(t.url, id, ac.signal);
+      await pause(30);
+    } else {
+      request(`${t.url}/api/chat`, {
+        method: 'POST',
+        body: JSON.stringify({ model: 'llama3.2', messages: [{ role: 'user', content: id }] }),
+        headers: { 'content-type': 'application/json', 'x-request-id': id },
+        dispatcher: agent,
+        signal: ac.signal,
+      }).catch(() => undefined);
+      await pause(60);
+    }
+    aborts.push({ id, at: epoch() });
+    ac.abort();
+    await pause(40);
+  }
+  fillers.abort();
+  return { aborts };
+}
+
 process.on('message', (task: Task) => {
-  const run = task.kind === 'streams' ? streams(task) : task.kind === 'closed-loop' ? closedLoop(task) : bodies(task);
+  const run = task.kind === 'streams' ? streams(task) : task.kind === 'closed-loop' ? closedLoop(task) : task.kind === 'cancel' ? cancels(task) : bodies(task);
   run.then(
     (result) => process.send!({ ok: true, result }),
     (err: unknown) => process.send!({ ok: false, error: String(err) }),

@@ -2,11 +2,14 @@
 // Simulated backends, the gateway and the load generator each run in processes of their own.
 // Parameters come from the environment (BENCH_*); every scenario is bounded in time.
 //
-//   1. streams:  N concurrent streams; time to first token and inter-token gap, gateway vs
-//                direct; gateway RSS per open stream.
+//   1. rps:      small non-streamed answers, many slots: requests/s and latency (autocannon).
 //   2. one-slot: non-streamed requests on backends with one slot each; requests/s against the
 //                backends' own capacity, and the dispatch gap seen by the backends.
-//   3. bodies:   event-loop delay of the gateway while 8 MiB bodies flow beside the streams,
+//   3. streams:  200 and 2,000 concurrent streams; time to first token and inter-token gap,
+//                gateway vs direct; gateway memory per open stream.
+//   4. cancel:   client disconnect to the backend seeing it (or, queued, to the gateway dropping
+//                the job), in each phase.
+//   5. bodies:   event-loop delay of the gateway while 8 MiB bodies flow beside the streams,
 //                with the piscina worker on and off.
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -14,7 +17,8 @@ import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { round, summarize, type Summary } from './stats.js';
-import type { LoopResult, StreamsResult, Task } from './load-client.js';
+import type { CancelResult, LoopResult, StreamsResult, Task } from './load-client.js';
+import { chart } from './chart.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -23,6 +27,10 @@ const BIN = join(root, 'bin', 'ollama-gateway.js');
 const env = (k: string, d: number) => (process.env[k] !== undefined ? Number(process.env[k]) : d);
 const P = {
   streams: env('BENCH_STREAMS', 200),
+  manyStreams: env('BENCH_MANY_STREAMS', 2000),
+  manyTokenMs: env('BENCH_MANY_TOKEN_MS', 200),
+  rpsConnections: env('BENCH_RPS_CONNECTIONS', 64),
+  cancelSamples: env('BENCH_CANCEL_SAMPLES', 30),
   tokens: env('BENCH_TOKENS', 50),
   tokenMs: env('BENCH_TOKEN_MS', 20),
   ttftMs: env('BENCH_TTFT_MS', 50),
@@ -118,13 +126,13 @@ async function simGaps(url: string): Promise<number[]> {
 const chatBody = (stream: boolean) => JSON.stringify({ model: 'llama3.2', stream, messages: [{ role: 'user', content: 'Why is the sky blue?' }] });
 const fmt = (s: Summary) => ({ n: s.n, p50: round(s.p50), p90: round(s.p90), p99: round(s.p99), max: round(s.max), mean: round(s.mean) });
 
-async function streamsScenario() {
-  const sim = await startSim(['--parallel', '100000', '--ttft-ms', String(P.ttftMs), '--token-ms', String(P.tokenMs), '--tokens', String(P.tokens)]);
-  const gw = await startGateway({ backends: sim.url, slotsPerBackend: '1024', queueSize: '10000' });
+async function streamsScenario(count: number, tokenMs: number) {
+  const sim = await startSim(['--parallel', '100000', '--ttft-ms', String(P.ttftMs), '--token-ms', String(tokenMs), '--tokens', String(P.tokens)]);
+  const gw = await startGateway({ backends: sim.url, slotsPerBackend: '1024', queueSize: '100000' });
   const direct = { ttft: [] as number[], gaps: [] as number[], failed: 0 };
   const via = { ttft: [] as number[], gaps: [] as number[], failed: 0 };
-  const streamMs = P.ttftMs + P.tokens * P.tokenMs;
-  const task = (url: string, durationMs: number): Task => ({ kind: 'streams', url, path: '/api/chat', body: chatBody(true), concurrency: P.streams, durationMs, staggerMs: streamMs });
+  const streamMs = P.ttftMs + P.tokens * tokenMs;
+  const task = (url: string, durationMs: number): Task => ({ kind: 'streams', url, path: '/api/chat', body: chatBody(true), concurrency: count, durationMs, staggerMs: streamMs });
   // warm up both paths (JIT, connection pools) before measuring
   await runLoad<StreamsResult>(task(sim.url, streamMs));
   await runLoad<StreamsResult>(task(gw.url, streamMs));
@@ -134,12 +142,12 @@ async function streamsScenario() {
   let peakLive = idleStats.live;
   const eld: { p50: number; p99: number; max: number }[] = [];
   for (let r = 0; r < P.rounds; r++) {
-    const d = await runLoad<StreamsResult>(task(sim.url, P.streamSeconds * 1000));
+    const d = await runLoad<StreamsResult>(task(sim.url, Math.max(P.streamSeconds * 1000, streamMs * 2)));
     direct.ttft.push(...d.ttft);
     direct.gaps.push(...d.gaps);
     direct.failed += d.failed;
     await gw.ask('reset');
-    const load = runLoad<StreamsResult>(task(gw.url, P.streamSeconds * 1000));
+    const load = runLoad<StreamsResult>(task(gw.url, Math.max(P.streamSeconds * 1000, streamMs * 2)));
     // sample the gateway's memory while every stream is open
     await new Promise((r2) => setTimeout(r2, streamMs * 1.5));
     const mid = await gw.ask<{ rss: number; live: number }>('stats');
@@ -159,13 +167,13 @@ async function streamsScenario() {
   const dG = summarize(direct.gaps.filter((x) => x > 0));
   const gG = summarize(via.gaps.filter((x) => x > 0));
   return {
-    params: { streams: P.streams, tokens: P.tokens, tokenMs: P.tokenMs, ttftMs: P.ttftMs, rounds: P.rounds, seconds: P.streamSeconds },
+    params: { streams: count, tokens: P.tokens, tokenMs, ttftMs: P.ttftMs, rounds: P.rounds, seconds: Math.max(P.streamSeconds, (streamMs * 2) / 1000) },
     ttft: { direct: fmt(dT), gateway: fmt(gT), added_p50: round(gT.p50 - dT.p50), added_p99: round(gT.p99 - dT.p99) },
     inter_token: { direct: fmt(dG), gateway: fmt(gG), added_p50: round(gG.p50 - dG.p50), added_p99: round(gG.p99 - dG.p99) },
     failed: { direct: direct.failed, gateway: via.failed },
     gateway_event_loop_delay_ms: { p99: round(Math.max(...eld.map((e) => e.p99))), max: round(Math.max(...eld.map((e) => e.max))) },
-    rss: { idle_mib: round(idle / 2 ** 20), peak_mib: round(peakRss / 2 ** 20), per_stream_kib: round((peakRss - idle) / 1024 / P.streams) },
-    live: { idle_mib: round(idleStats.live / 2 ** 20), peak_mib: round(peakLive / 2 ** 20), per_stream_kib: round((peakLive - idleStats.live) / 1024 / P.streams) },
+    rss: { idle_mib: round(idle / 2 ** 20), peak_mib: round(peakRss / 2 ** 20), per_stream_kib: round((peakRss - idle) / 1024 / count) },
+    live: { idle_mib: round(idleStats.live / 2 ** 20), peak_mib: round(peakLive / 2 ** 20), per_stream_kib: round((peakLive - idleStats.live) / 1024 / count) },
   };
 }
 
@@ -224,16 +232,70 @@ async function bodiesScenario() {
   return { params: { streams: P.streams, bodyMiB: P.bodyMiB, concurrency: P.bodyConcurrency }, ...out };
 }
 
-function markdown(r: Record<string, any>): string {
-  const s = r['streams'];
-  const o = r['one_slot'];
-  const b = r['bodies'];
+
+/** autocannon in a process of its own, JSON out. */
+async function autocannon(url: string, connections: number, seconds: number, body: string) {
+  const bin = join(root, 'node_modules', 'autocannon', 'autocannon.js');
+  const proc = spawn(process.execPath, [bin, '--json', '-c', String(connections), '-d', String(seconds), '-m', 'POST', '-H', 'content-type=application/json', '-b', body, `${url}/api/chat`], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  children.push(proc);
+  pin(proc, 'other');
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += String(d)));
+  await new Promise((r) => proc.once('exit', r));
+  const j = JSON.parse(out) as { requests: { average: number }; latency: { p50: number; p99: number; average: number }; non2xx: number; errors: number };
+  return { rps: j.requests.average, p50: j.latency.p50, p99: j.latency.p99, non2xx: j.non2xx, errors: j.errors };
+}
+
+async function rpsScenario() {
+  const sim = await startSim(['--parallel', '100000', '--ttft-ms', '0', '--token-ms', '0', '--tokens', '3']);
+  const gw = await startGateway({ backends: sim.url, slotsPerBackend: String(P.rpsConnections), queueSize: '10000' });
+  const body = chatBody(false);
+  await autocannon(sim.url, P.rpsConnections, 1, body); // warm-up
+  await autocannon(gw.url, P.rpsConnections, 1, body);
+  const direct = await autocannon(sim.url, P.rpsConnections, P.loopSeconds, body);
+  const via = await autocannon(gw.url, P.rpsConnections, P.loopSeconds, body);
+  await gw.stop();
+  sim.proc.kill();
+  return {
+    params: { connections: P.rpsConnections, seconds: P.loopSeconds },
+    direct: { rps: round(direct.rps), p50_ms: direct.p50, p99_ms: direct.p99, errors: direct.errors + direct.non2xx },
+    gateway: { rps: round(via.rps), p50_ms: via.p50, p99_ms: via.p99, errors: via.errors + via.non2xx },
+    ratio: round(via.rps / direct.rps, 3),
+  };
+}
+
+async function cancelScenario() {
+  const sim = await startSim(['--parallel', '100000', '--ttft-ms', '200', '--token-ms', '20', '--tokens', '100000']);
+  const fill = 4;
+  const gw = await startGateway({ backends: sim.url, slotsPerBackend: String(fill), queueSize: '1000' });
+  const cancelsSeen = async () => ((await (await fetch(`${sim.url}/_sim/cancels`, { method: 'POST' })).json()) as { cancels: { id: string; at: number }[] }).cancels;
+  await cancelsSeen();
+  const out: Record<string, unknown> = { params: { samples: P.cancelSamples } };
+  for (const phase of ['streaming', 'before_first_byte', 'queued'] as const) {
+    const { aborts } = await runLoad<CancelResult>({ kind: 'cancel', url: gw.url, phase, n: P.cancelSamples, fill, prefix: `${phase}-` });
+    let latencies: number[];
+    if (phase === 'queued') {
+      const { at } = await gw.ask<{ at: number[] }>('queue-cancels');
+      latencies = aborts.map((a, i) => (at[i] ?? Number.NaN) - a.at);
+    } else {
+      await new Promise((r) => setTimeout(r, 200));
+      const seen = new Map((await cancelsSeen()).map((c) => [c.id, c.at]));
+      latencies = aborts.map((a) => (seen.get(a.id) ?? Number.NaN) - a.at);
+    }
+    const measured = latencies.filter((x) => Number.isFinite(x));
+    out[phase] = { ...fmt(summarize(measured)), missing: latencies.length - measured.length };
+  }
+  await gw.stop();
+  sim.proc.kill();
+  return out;
+}
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- report formatting of the JSON written above */
+function streamsTable(s: any): string[] {
   return [
-    `# Benchmark ${r['date']}`,
-    '',
-    `Machine: ${r['machine']}. Backends, gateway and load generator in separate processes on the same machine; direct-to-backend measured in the same run.`,
-    '',
-    `## ${s.params.streams} concurrent streams (${s.params.tokens} tokens ${s.params.tokenMs} ms apart, TTFT ${s.params.ttftMs} ms; each ends and is replaced, ${s.params.rounds} × ${s.params.seconds} s per side)`,
+    `### ${s.params.streams} concurrent streams (${s.params.tokens} tokens ${s.params.tokenMs} ms apart, TTFT ${s.params.ttftMs} ms; each ends and is replaced; ${s.params.rounds} × ${s.params.seconds} s per side)`,
     '',
     '| figure | direct | gateway | added |',
     '| --- | --- | --- | --- |',
@@ -243,62 +305,114 @@ function markdown(r: Record<string, any>): string {
     `| inter-token gap p99 (ms) | ${s.inter_token.direct.p99} | ${s.inter_token.gateway.p99} | ${s.inter_token.added_p99} |`,
     `| failed streams | ${s.failed.direct} | ${s.failed.gateway} | |`,
     '',
-    `Gateway event-loop delay during the run: p99 ${s.gateway_event_loop_delay_ms.p99} ms, max ${s.gateway_event_loop_delay_ms.max} ms.`,
+    `Gateway event-loop delay during the run: p99 ${s.gateway_event_loop_delay_ms.p99} ms, max ${s.gateway_event_loop_delay_ms.max} ms. Memory with every stream open: live heap and buffers (after a forced GC) ${s.live.idle_mib} → ${s.live.peak_mib} MiB, **${s.live.per_stream_kib} KiB per stream**; RSS ${s.rss.idle_mib} → ${s.rss.peak_mib} MiB, ${s.rss.per_stream_kib} KiB per stream (RSS also holds garbage not yet collected).`,
     '',
-    `Gateway memory with every stream open: live heap and buffers (after a forced GC) ${s.live.idle_mib} → ${s.live.peak_mib} MiB, ${s.live.per_stream_kib} KiB per stream; RSS ${s.rss.idle_mib} → ${s.rss.peak_mib} MiB, ${s.rss.per_stream_kib} KiB per stream (RSS also holds garbage not yet collected).`,
-    '',
-    `## One slot per backend (${o.params.backends} backends, ${o.params.serviceMs} ms per request, ${o.params.seconds} s)`,
-    '',
-    '| figure | direct (one client per backend) | gateway | ratio |',
-    '| --- | --- | --- | --- |',
-    `| requests/s | ${o.rps.direct} | ${o.rps.gateway} | ${o.rps.ratio} |`,
-    `| latency p50 (ms) | ${o.latency_ms.direct.p50} | ${o.latency_ms.gateway.p50} | |`,
-    `| backend idle gap p50 (ms) | ${o.backend_idle_gap_ms.direct_client.p50} | ${o.backend_idle_gap_ms.gateway.p50} | |`,
-    `| backend idle gap p99 (ms) | ${o.backend_idle_gap_ms.direct_client.p99} | ${o.backend_idle_gap_ms.gateway.p99} | |`,
-    '',
-    'The idle gap is measured by each backend: from the end of one answer to the arrival of the next request. Direct, it is the client\'s own turnaround; through the gateway, the dispatch gap (relay the end of the answer, free the slot, hand it to the next queued request, send it).',
-    '',
-    `## Event-loop delay with ${b.params.bodyMiB} MiB bodies beside ${b.params.streams} streams`,
-    '',
-    '| figure | piscina on | piscina off |',
-    '| --- | --- | --- |',
-    `| event-loop delay p50 (ms) | ${b.piscina_on.event_loop_delay_ms.p50} | ${b.piscina_off.event_loop_delay_ms.p50} |`,
-    `| event-loop delay p99 (ms) | ${b.piscina_on.event_loop_delay_ms.p99} | ${b.piscina_off.event_loop_delay_ms.p99} |`,
-    `| event-loop delay max (ms) | ${b.piscina_on.event_loop_delay_ms.max} | ${b.piscina_off.event_loop_delay_ms.max} |`,
-    `| bodies relayed | ${b.piscina_on.bodies_sent} | ${b.piscina_off.bodies_sent} |`,
-    `| stream TTFT p99 (ms) | ${b.piscina_on.stream_ttft_p99_ms} | ${b.piscina_off.stream_ttft_p99_ms} |`,
-    `| stream inter-token gap p99 (ms) | ${b.piscina_on.stream_gap_p99_ms} | ${b.piscina_off.stream_gap_p99_ms} |`,
-    '',
-  ].join('\n');
+  ];
 }
 
+function markdown(r: Record<string, any>): string {
+  const lines = [`# Benchmark ${r['date']}`, '', `Machine: ${r['machine']}. Backends, gateway and load generator in separate processes on the same machine; direct-to-backend measured in the same run.`, '', '![figures](' + r['chart'] + ')', ''];
+  const rps = r['rps'];
+  if (rps) {
+    lines.push(
+      `## 1. Small non-streamed answers, ${rps.params.connections} connections and slots (autocannon, ${rps.params.seconds} s)`,
+      '',
+      '| figure | direct | gateway | ratio |',
+      '| --- | --- | --- | --- |',
+      `| requests/s | ${rps.direct.rps} | ${rps.gateway.rps} | ${rps.ratio} |`,
+      `| latency p50 / p99 (ms) | ${rps.direct.p50_ms} / ${rps.direct.p99_ms} | ${rps.gateway.p50_ms} / ${rps.gateway.p99_ms} | |`,
+      `| errors | ${rps.direct.errors} | ${rps.gateway.errors} | |`,
+      '',
+    );
+  }
+  const o = r['one_slot'];
+  if (o) {
+    lines.push(
+      `## 2. One slot per backend (${o.params.backends} backends, ${o.params.serviceMs} ms per request, ${o.params.seconds} s)`,
+      '',
+      '| figure | direct (one client per backend) | gateway | ratio |',
+      '| --- | --- | --- | --- |',
+      `| requests/s | ${o.rps.direct} | ${o.rps.gateway} | ${o.rps.ratio} |`,
+      `| latency p50 (ms) | ${o.latency_ms.direct.p50} | ${o.latency_ms.gateway.p50} | |`,
+      `| backend idle gap p50 (ms) | ${o.backend_idle_gap_ms.direct_client.p50} | ${o.backend_idle_gap_ms.gateway.p50} | |`,
+      `| backend idle gap p99 (ms) | ${o.backend_idle_gap_ms.direct_client.p99} | ${o.backend_idle_gap_ms.gateway.p99} | |`,
+      '',
+      "The idle gap is measured by each backend: from the end of one answer to the arrival of the next request. Direct, it is the client's own turnaround; through the gateway, the dispatch gap (relay the end of the answer, free the slot, hand it to the next queued request, send it).",
+      '',
+    );
+  }
+  if (r['streams'] || r['streams_many']) lines.push('## 3. Streaming', '');
+  if (r['streams']) lines.push(...streamsTable(r['streams']));
+  if (r['streams_many']) lines.push(...streamsTable(r['streams_many']));
+  const c = r['cancel'];
+  if (c) {
+    lines.push(
+      `## 4. Cancellation: client disconnect to the backend seeing it (${c.params.samples} samples per phase)`,
+      '',
+      '| phase | p50 (ms) | p99 (ms) | max (ms) |',
+      '| --- | --- | --- | --- |',
+      `| streaming | ${c.streaming.p50} | ${c.streaming.p99} | ${c.streaming.max} |`,
+      `| before the first byte | ${c.before_first_byte.p50} | ${c.before_first_byte.p99} | ${c.before_first_byte.max} |`,
+      `| queued (to the gateway dropping the job; no backend ever sees it) | ${c.queued.p50} | ${c.queued.p99} | ${c.queued.max} |`,
+      '',
+    );
+  }
+  const b = r['bodies'];
+  if (b) {
+    lines.push(
+      `## 5. Event-loop delay with ${b.params.bodyMiB} MiB bodies beside ${b.params.streams} streams`,
+      '',
+      '| figure | piscina on | piscina off |',
+      '| --- | --- | --- |',
+      `| event-loop delay p50 (ms) | ${b.piscina_on.event_loop_delay_ms.p50} | ${b.piscina_off.event_loop_delay_ms.p50} |`,
+      `| event-loop delay p99 (ms) | ${b.piscina_on.event_loop_delay_ms.p99} | ${b.piscina_off.event_loop_delay_ms.p99} |`,
+      `| event-loop delay max (ms) | ${b.piscina_on.event_loop_delay_ms.max} | ${b.piscina_off.event_loop_delay_ms.max} |`,
+      `| bodies relayed | ${b.piscina_on.bodies_sent} | ${b.piscina_off.bodies_sent} |`,
+      `| stream TTFT p99 (ms) | ${b.piscina_on.stream_ttft_p99_ms} | ${b.piscina_off.stream_ttft_p99_ms} |`,
+      `| stream inter-token gap p99 (ms) | ${b.piscina_on.stream_gap_p99_ms} | ${b.piscina_off.stream_gap_p99_ms} |`,
+      '',
+    );
+  }
+  return lines.join('\n');
+}
+
+const SCENARIOS: Record<string, [string, () => Promise<unknown>]> = {
+  rps: ['rps', rpsScenario],
+  'one-slot': ['one_slot', oneSlotScenario],
+  streams: ['streams', () => streamsScenario(P.streams, P.tokenMs)],
+  'many-streams': ['streams_many', () => streamsScenario(P.manyStreams, P.manyTokenMs)],
+  cancel: ['cancel', cancelScenario],
+  bodies: ['bodies', bodiesScenario],
+};
+
 async function main() {
-  const only = process.argv[2];
+  const only = process.argv.slice(2);
+  for (const name of only) if (!SCENARIOS[name]) throw new Error(`unknown scenario ${name}; choose from ${Object.keys(SCENARIOS).join(', ')}`);
+  const date = new Date().toISOString();
+  const stamp = date.replace(/[:]/g, '-').replace(/\..*/, '');
   const results: Record<string, unknown> = {
-    date: new Date().toISOString(),
+    date,
     machine: `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}${PIN ? ', gateway pinned to its own core' : ', all processes sharing the cores'}`,
     params: P,
+    chart: `${stamp}.svg`,
   };
-  if (!only || only === 'streams') {
-    console.error('bench: streams …');
-    results['streams'] = await streamsScenario();
-  }
-  if (!only || only === 'one-slot') {
-    console.error('bench: one slot per backend …');
-    results['one_slot'] = await oneSlotScenario();
-  }
-  if (!only || only === 'bodies') {
-    console.error('bench: large bodies …');
-    results['bodies'] = await bodiesScenario();
+  for (const [name, [key, run]] of Object.entries(SCENARIOS)) {
+    if (only.length > 0 && !only.includes(name)) continue;
+    console.error(`bench: ${name} …`);
+    results[key] = await run();
   }
   const dir = join(root, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
-  const stamp = (results['date'] as string).replace(/[:]/g, '-').replace(/\..*/, '');
   writeFileSync(join(dir, `${stamp}.json`), `${JSON.stringify(results, null, 2)}\n`);
-  const md = only ? JSON.stringify(results, null, 2) : markdown(results);
-  if (!only) writeFileSync(join(dir, `${stamp}.md`), md);
+  writeFileSync(join(dir, `${stamp}.svg`), chart(results));
+  const md = markdown(results);
+  writeFileSync(join(dir, `${stamp}.md`), md);
+  writeFileSync(join(dir, 'latest.md'), md.replace(`](${stamp}.svg)`, `](${stamp}.svg)`));
   console.log(md);
   process.exit(0);
 }
 
-void main();
+void main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -4,6 +4,7 @@
 // robin. A waiter leaves the queue when its max wait runs out (timer), when its client goes, or
 // when no backend it could use is left in rotation.
 import { GatewayError } from '../errors.js';
+import type { Cancellation } from '../http/cancel.js';
 import { WaitQueue, type QueueNode } from './wait-queue.js';
 
 /** What the dispatcher needs to know of a backend. */
@@ -24,8 +25,8 @@ export interface Lease<T extends DispatchTarget> {
 }
 
 export interface AcquireOptions<T> {
-  /** aborted when the client goes away */
-  readonly signal?: AbortSignal;
+  /** cancelled when the client goes away */
+  readonly cancel?: Cancellation;
   /** backends this job has already failed on */
   readonly exclude?: ReadonlySet<T>;
 }
@@ -55,6 +56,7 @@ export class Dispatcher<T extends DispatchTarget> {
   private opts: DispatcherOptions;
   private readonly targets: () => readonly T[];
   private readonly onRelease: (backend: T) => void;
+  private readonly listeners: ((e: DispatchEvent) => void)[] = [];
   /** counters for metrics and tests */
   readonly counts: Record<DispatchEvent, number> = {
     queued: 0,
@@ -69,6 +71,16 @@ export class Dispatcher<T extends DispatchTarget> {
     this.targets = targets;
     this.opts = opts;
     this.onRelease = onRelease;
+  }
+
+  /** Hear every dispatch event as it happens (metrics, benchmarks). */
+  on(listener: (e: DispatchEvent) => void): void {
+    this.listeners.push(listener);
+  }
+
+  private count(e: DispatchEvent): void {
+    this.counts[e]++;
+    for (const l of this.listeners) l(e);
   }
 
   get queueDepth(): number {
@@ -87,11 +99,11 @@ export class Dispatcher<T extends DispatchTarget> {
 
   /** Resolve with a lease on a free slot, now or after a wait in the queue. */
   acquire(options: AcquireOptions<T> = {}): Promise<Lease<T>> {
-    const { signal, exclude } = options;
-    if (signal?.aborted) return Promise.reject(clientClosed());
+    const { cancel, exclude } = options;
+    if (cancel?.aborted) return Promise.reject(clientClosed());
     if (this.closedWith) return Promise.reject(this.closedWith);
     if (!this.anyInRotation(exclude)) {
-      this.counts.no_healthy_backend++;
+      this.count('no_healthy_backend');
       return Promise.reject(new GatewayError('no_healthy_backend', 'no healthy backend'));
     }
     // a job may only jump ahead of waiters when nobody is waiting (FIFO), or when every waiter
@@ -99,26 +111,24 @@ export class Dispatcher<T extends DispatchTarget> {
     const free = this.queue.size === 0 ? this.pickFree(exclude) : undefined;
     if (free) return Promise.resolve(this.lease(free, 0));
     if (this.queue.size >= this.opts.queueSize) {
-      this.counts.queue_full++;
+      this.count('queue_full');
       return Promise.reject(new GatewayError('queue_full', `server busy: all slots in use and the wait queue is full (${this.opts.queueSize})`));
     }
     return new Promise<Lease<T>>((resolve, reject) => {
       const waiter: Waiter<T> = { exclude, enqueuedAt: performance.now(), resolve, reject, timer: undefined, cleanup: undefined };
       const node = this.queue.push(waiter);
-      this.counts.queued++;
+      this.count('queued');
       if (this.opts.maxWaitMs > 0) {
         waiter.timer = setTimeout(() => {
-          this.counts.queue_timeout++;
+          this.count('queue_timeout');
           this.evict(node, new GatewayError('queue_timeout', `no slot became free within the maximum queue wait (${this.opts.maxWaitMs / 1000} s)`));
         }, this.opts.maxWaitMs);
       }
-      if (signal) {
-        const onAbort = () => {
-          this.counts.cancelled_queued++;
+      if (cancel) {
+        waiter.cleanup = cancel.onCancel(() => {
+          this.count('cancelled_queued');
           this.evict(node, clientClosed());
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-        waiter.cleanup = () => signal.removeEventListener('abort', onAbort);
+        });
       }
       // with nobody ahead of it and a free slot it could take, a waiter never waits
       this.drain();
@@ -137,7 +147,7 @@ export class Dispatcher<T extends DispatchTarget> {
       const b = this.pickFree(w.exclude);
       if (!b) continue;
       this.unlink(node);
-      this.counts.dequeued++;
+      this.count('dequeued');
       w.resolve(this.lease(b, performance.now() - w.enqueuedAt));
     }
   }
@@ -149,7 +159,7 @@ export class Dispatcher<T extends DispatchTarget> {
   pruneStranded(): void {
     for (const node of this.queue.nodes()) {
       if (!this.anyInRotation(node.value.exclude)) {
-        this.counts.no_healthy_backend++;
+        this.count('no_healthy_backend');
         this.evict(node, new GatewayError('no_healthy_backend', 'no healthy backend'));
       }
     }

@@ -1,8 +1,9 @@
-// Per-request state: the id, the client's abort signal (fired when the client goes away before
+// Per-request state: the id, the client-gone token (fired when the client goes away before
 // the answer is complete), and the facts the request's one log line reports.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestRecord } from '../log/request-log.js';
+import { CancelToken, type Cancellation } from './cancel.js';
 
 const ID_OK = /^[\w.:@/+=-]{1,128}$/;
 
@@ -10,7 +11,7 @@ export class RequestContext {
   readonly id: string;
   readonly start = performance.now();
   readonly path: string;
-  private readonly abort = new AbortController();
+  private readonly gone = new CancelToken();
   readonly record: RequestRecord;
 
   constructor(
@@ -40,16 +41,16 @@ export class RequestContext {
       completionTokens: undefined,
     };
     res.once('close', () => {
-      if (!res.writableFinished) this.abort.abort();
+      if (!res.writableFinished) this.gone.cancel();
     });
   }
 
   /** Fires when the client goes away before the response is complete. */
-  get clientSignal(): AbortSignal {
-    return this.abort.signal;
+  get clientGoneSignal(): Cancellation {
+    return this.gone;
   }
 
   get clientGone(): boolean {
-    return this.abort.signal.aborted;
+    return this.gone.aborted;
   }
 }

@@ -37,7 +37,7 @@ export class Proxy {
     ctx.record.bytesIn = raw.length;
     const { facts, body } = await this.deps.inspector.inspect(raw);
     ctx.record.model = facts.model;
-    const acquire: Acquire = (tried) => this.deps.dispatcher.acquire({ signal: ctx.clientSignal, exclude: tried });
+    const acquire: Acquire = (tried) => this.deps.dispatcher.acquire({ cancel: ctx.clientGoneSignal, exclude: tried });
     await this.forward(ctx, body, acquire, (b) => b.pool);
   }
 
@@ -95,7 +95,7 @@ export class Proxy {
               headers: upstreamHeaders(ctx.req.headers, { requestId: ctx.id, bodyLength: body?.length, remoteAddress: ctx.req.socket.remoteAddress }),
               body,
             },
-            ctx.clientSignal,
+            ctx.clientGoneSignal,
           );
         } catch (err) {
           const ge = err as GatewayError;

@@ -7,6 +7,7 @@ import type { Dispatcher } from 'undici';
 import type { Backend, PendingAttempt } from '../backends/backend.js';
 import { describeError } from '../backends/health-checker.js';
 import { GatewayError } from '../errors.js';
+import { CancelToken, type Cancellation } from '../http/cancel.js';
 
 export interface UpstreamRequest {
   readonly method: string;
@@ -19,7 +20,7 @@ export interface UpstreamResponse {
   readonly statusCode: number;
   readonly headers: IncomingHttpHeaders;
   readonly body: Dispatcher.ResponseData['body'];
-  /** stop listening to the client's signal: call when the response is over */
+  /** stop listening for the client leaving: call when the response is over */
   done(): void;
   /** why the upstream body failed, as a GatewayError */
   classify(err: unknown): GatewayError;
@@ -52,22 +53,22 @@ export async function sendUpstream(
   backend: Backend,
   via: Dispatcher,
   req: UpstreamRequest,
-  clientSignal: AbortSignal,
+  clientGone: Cancellation,
 ): Promise<UpstreamResponse> {
-  const ac = new AbortController();
+  // undici listens for 'abort' on this emitter, and cuts the upstream connection when it fires
+  const ac = new CancelToken();
   let abortedBy: 'client' | 'redispatch' | undefined;
   let redispatchReason = '';
-  const onClient = () => {
+  if (clientGone.aborted) throw new GatewayError('client_closed', 'client closed the request');
+  const done = clientGone.onCancel(() => {
     abortedBy ??= 'client';
-    ac.abort();
-  };
-  if (clientSignal.aborted) throw new GatewayError('client_closed', 'client closed the request');
-  clientSignal.addEventListener('abort', onClient, { once: true });
+    ac.cancel();
+  });
   const pending: PendingAttempt = {
     redispatch: (reason) => {
       abortedBy ??= 'redispatch';
       redispatchReason = reason;
-      ac.abort();
+      ac.cancel();
     },
   };
   backend.pending.add(pending);
@@ -90,14 +91,13 @@ export async function sendUpstream(
     return new GatewayError('upstream_failed', `backend failed (${detail})`, { cause: err, retryable: false });
   };
 
-  const done = () => clientSignal.removeEventListener('abort', onClient);
   try {
     const res = await via.request({
       method: req.method as Dispatcher.HttpMethod,
       path: req.path,
       headers: req.headers,
       body: req.body,
-      signal: ac.signal,
+      signal: ac,
     });
     return { statusCode: res.statusCode, headers: res.headers, body: res.body, done, classify: (err) => classify(err, false) };
   } catch (err) {

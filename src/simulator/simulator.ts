@@ -110,6 +110,8 @@ export class Simulator extends EventEmitter {
   private idleSince: number | undefined;
   /** ms between the end of one generation and the arrival of the next, when the server sat idle */
   readonly idleGaps: number[] = [];
+  /** when each cancelled generation saw its client go (epoch ms, high resolution), by request id */
+  readonly cancels: { id: string; at: number }[] = [];
   private host: string;
   private boundPort = 0;
   private seq = 0;
@@ -326,6 +328,8 @@ export class Simulator extends EventEmitter {
           this.idleSince = undefined;
           return this.json(res, 200, { gaps });
         }
+        case '/_sim/cancels':
+          return this.json(res, 200, { cancels: this.cancels.splice(0) });
         case '/_sim/timing':
           if (typeof body['ttftMs'] === 'number') this.ttftMs = body['ttftMs'];
           if (typeof body['tokenMs'] === 'number') this.tokenMs = body['tokenMs'];
@@ -471,6 +475,8 @@ export class Simulator extends EventEmitter {
       closed.abort();
       if (!res.writableFinished && !finished) {
         this.stats.cancelled++;
+        this.cancels.push({ id: seen.id, at: performance.timeOrigin + performance.now() });
+        if (this.cancels.length > 100_000) this.cancels.splice(0, 50_000);
         this.emit('cancel', seen);
       }
       this.stats.active--;
