@@ -128,7 +128,8 @@ const fmt = (s: Summary) => ({ n: s.n, p50: round(s.p50), p90: round(s.p90), p99
 
 async function streamsScenario(count: number, tokenMs: number) {
   const sim = await startSim(['--parallel', '100000', '--ttft-ms', String(P.ttftMs), '--token-ms', String(tokenMs), '--tokens', String(P.tokens)]);
-  const gw = await startGateway({ backends: sim.url, slotsPerBackend: '1024', queueSize: '100000' });
+  // slots for every stream: this scenario measures relaying, not queueing
+  const gw = await startGateway({ backends: sim.url, slotsPerBackend: String(count), queueSize: '100000' });
   const direct = { ttft: [] as number[], gaps: [] as number[], failed: 0 };
   const via = { ttft: [] as number[], gaps: [] as number[], failed: 0 };
   const streamMs = P.ttftMs + P.tokens * tokenMs;
@@ -143,8 +144,8 @@ async function streamsScenario(count: number, tokenMs: number) {
   const eld: { p50: number; p99: number; max: number }[] = [];
   for (let r = 0; r < P.rounds; r++) {
     const d = await runLoad<StreamsResult>(task(sim.url, Math.max(P.streamSeconds * 1000, streamMs * 2)));
-    direct.ttft.push(...d.ttft);
-    direct.gaps.push(...d.gaps);
+    for (const x of d.ttft) direct.ttft.push(x);
+    for (const x of d.gaps) direct.gaps.push(x);
     direct.failed += d.failed;
     await gw.ask('reset');
     const load = runLoad<StreamsResult>(task(gw.url, Math.max(P.streamSeconds * 1000, streamMs * 2)));
@@ -156,8 +157,8 @@ async function streamsScenario(count: number, tokenMs: number) {
     const g = await load;
     const st = await gw.ask<{ eld: { p50: number; p99: number; max: number } }>('stats');
     eld.push(st.eld);
-    via.ttft.push(...g.ttft);
-    via.gaps.push(...g.gaps);
+    for (const x of g.ttft) via.ttft.push(x);
+    for (const x of g.gaps) via.gaps.push(x);
     via.failed += g.failed;
   }
   await gw.stop();

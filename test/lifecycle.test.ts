@@ -59,27 +59,30 @@ function configDir(t: Teardown): string {
   return dir;
 }
 
-t.test('SIGTERM: queued jobs get 503, streams in flight finish, exit 0', async (t) => {
-  const [sim] = await startSims(t, 1, { ttftMs: 0, tokenMs: 20, tokens: 25 });
-  const p = await serve(t, ['--backends', sim!.url, '--listen', '127.0.0.1:0', '--drain-seconds', '20']);
-  const streaming = post(p.url, '/api/chat', chat('long'));
-  await sim!.waitFor(() => sim!.stats.tokensSent >= 2);
-  const queued = post(p.url, '/api/chat', chat('queued'));
+t.test('SIGTERM under load: queued jobs get 503, every stream in flight finishes, exit 0', async (t) => {
+  const [sim] = await startSims(t, 1, { ttftMs: 0, tokenMs: 20, tokens: 25, parallel: 3 });
+  const p = await serve(t, ['--backends', sim!.url, '--listen', '127.0.0.1:0', '--drain-seconds', '20', '--slots-per-backend', '3']);
+  const streaming = [0, 1, 2].map((i) => post(p.url, '/api/chat', chat(`long ${i}`)));
+  await sim!.waitFor(() => sim!.stats.tokensSent >= 6);
+  const queued = [0, 1, 2].map((i) => post(p.url, '/api/chat', chat(`queued ${i}`)));
   // the gateway runs in its own process: watch its queue through /healthz
   let depth = 0;
-  for (let i = 0; i < 200 && depth === 0; i++) {
+  for (let i = 0; i < 500 && depth < 3; i++) {
     depth = ((await get(p.url, '/healthz')).json() as { queue: { depth: number } }).queue.depth;
   }
-  t.equal(depth, 1, 'one job waiting');
+  t.equal(depth, 3, 'three jobs waiting');
   p.child.kill('SIGTERM');
-  const q = await queued;
-  t.equal(q.status, 503);
-  t.match(q.json(), { error: /shutting down/ });
-  const s = await streaming;
-  t.equal(s.status, 200);
-  t.match(s.text.trim().split('\n').pop()!, /"done":true/, 'the stream finished whole');
+  for (const q of await Promise.all(queued)) {
+    t.equal(q.status, 503);
+    t.match(q.json(), { error: /shutting down/ });
+  }
+  for (const s of await Promise.all(streaming)) {
+    t.equal(s.status, 200);
+    t.match(s.text.trim().split('\n').pop()!, /"done":true/, 'the stream finished whole');
+  }
   t.equal(await p.exited, 0, 'exit 0');
   t.equal(sim!.stats.cancelled, 0, 'nothing was cut');
+  t.equal(sim!.seen.filter((r) => r.tag?.startsWith('queued')).length, 0, 'no queued job reached the backend');
 });
 
 t.test('SIGTERM: streams that outlive the drain deadline are cut, and it still exits 0', async (t) => {

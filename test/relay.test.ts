@@ -97,8 +97,8 @@ t.test('request ids: honoured when given, generated otherwise, echoed back', asy
 
 t.test('a slow client slows the backend down instead of filling the gateway memory', async (t) => {
   const tokens = 300_000;
-  const [sim] = await startSims(t, 1, { ttftMs: 0, tokenMs: 0, tokens });
-  const { url, gateway } = await startGateway(t, [sim!]);
+  const [sim] = await startSims(t, 1, { ttftMs: 0, tokenMs: 0, tokens, parallel: 2 });
+  const { url, gateway } = await startGateway(t, [sim!], { slotsPerBackend: '2' });
   // undici stops reading the socket once its body buffer is full and nobody consumes it
   const res = await request(`${url}/api/chat`, { method: 'POST', body: JSON.stringify(chat('flood')) });
   t.equal(res.statusCode, 200);
@@ -110,6 +110,9 @@ t.test('a slow client slows the backend down instead of filling the gateway memo
   }
   t.ok(last < tokens / 2, `the backend was held back (${last} of ${tokens} tokens sent while the client read nothing)`);
   t.equal(gateway.registry.all[0]!.inFlight, 1);
+  // the stalled reader holds up nobody else: another client streams through at full speed
+  const other = await post(url, '/api/chat', chat('neighbour', { options: { num_predict: 20 } }));
+  t.equal(other.text.trim().split('\n').length, 21, 'a neighbour on the same gateway gets its whole stream meanwhile');
   const text = await res.body.text();
   const lines = text.split('\n').filter(Boolean);
   t.equal(lines.length, tokens + 1, 'every token and the final chunk arrive once the client reads');

@@ -30,13 +30,13 @@ const urlSchema = z.string().refine(
 export const backendSchema = z.strictObject({
   url: urlSchema,
   name: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/, 'may hold letters, digits and _ . : - only').optional(),
-  slots: whole(1, 1024).optional(),
+  slots: whole(1, 65536).optional(),
 });
 
 export const fileSchema = z.strictObject({
   listen: listenSchema.default('127.0.0.1:8080'),
   backends: z.array(backendSchema).min(1, 'at least one backend is needed'),
-  slots_per_backend: whole(1, 1024).default(1),
+  slots_per_backend: whole(1, 65536).default(1),
   queue: z
     .strictObject({
       size: whole(0, 1_000_000).default(100),
