@@ -14,6 +14,7 @@ export const ERRORS = {
   bad_json: { status: 400, description: 'The request body is not valid JSON.' },
   bad_request: { status: 400, description: 'The request body is missing, or JSON but not an object.' },
   not_found: { status: 404, description: 'No such route on the gateway.' },
+  model_not_found: { status: 404, description: 'No backend in the fleet holds the requested model.' },
   body_too_large: { status: 413, description: 'The request body is larger than `limits.max_body_bytes`.' },
   client_closed: { status: 499, description: 'The client went away before the answer was complete (logged, never seen by the client).' },
   internal_error: { status: 500, description: 'A bug in the gateway: the request failed, the gateway stays up.' },

@@ -4,12 +4,15 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Backend } from './backends/backend.js';
+import { CatalogRoutes } from './api/catalog-routes.js';
+import { CatalogPoller } from './backends/catalog-poller.js';
 import { HealthChecker } from './backends/health-checker.js';
 import { Registry } from './backends/registry.js';
 import type { GatewayConfig } from './config/schema.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { GatewayError } from './errors.js';
 import type { RequestContext } from './http/context.js';
+import { sendJson } from './http/respond.js';
 import { createFront } from './http/server.js';
 import { Inspector } from './inspect/inspector.js';
 import { createLogger } from './log/logger.js';
@@ -29,6 +32,8 @@ export interface BackendStatus {
   readonly in_flight: number;
   readonly slots: number;
   readonly last_error: string | undefined;
+  readonly models: number | null;
+  readonly loaded: string[];
 }
 
 export interface HealthReport {
@@ -43,6 +48,7 @@ export class Gateway {
   readonly registry: Registry;
   readonly dispatcher: Dispatcher<Backend>;
   readonly health: HealthChecker;
+  readonly catalogs: CatalogPoller;
   readonly inspector: Inspector;
   private readonly server: Server;
   private cfg: GatewayConfig;
@@ -61,14 +67,27 @@ export class Gateway {
       if (e.type === 'added' || e.type === 'up' || e.type === 'resized') this.dispatcher.drain();
     });
     this.health = new HealthChecker(this.registry);
+    this.catalogs = new CatalogPoller(this.registry, this.log, () => {
+      // a poll may show a backend holds a model someone waits for, or holds none of theirs
+      this.dispatcher.drain();
+      this.dispatcher.pruneStranded();
+    });
     this.inspector = new Inspector(this.cfg.inspect);
-    const proxy = new Proxy({ registry: this.registry, dispatcher: this.dispatcher, inspector: this.inspector, config: () => this.cfg });
+    const proxy = new Proxy({
+      registry: this.registry,
+      dispatcher: this.dispatcher,
+      inspector: this.inspector,
+      config: () => this.cfg,
+      refreshCatalog: (b) => this.catalogs.refresh(b),
+    });
+    const catalogRoutes = new CatalogRoutes(() => this.registry.all, this.log);
     this.server = createFront(
       this.cfg,
       {
         dispatched: (ctx) => this.track(proxy.dispatched(ctx)),
         passthrough: (ctx) => this.track(proxy.passthrough(ctx)),
         gateway: (ctx) => this.answerOwnRoute(ctx),
+        catalog: (ctx) => catalogRoutes.answer(ctx),
         draining: () => this.stopping !== undefined,
       },
       this.log,
@@ -86,8 +105,9 @@ export class Gateway {
         resolve();
       });
     });
-    // the first round of probes tells which backends are up before the first job arrives
-    await g.health.start();
+    // the first round of probes and catalog polls tells which backends are up and what they
+    // hold before the first job arrives
+    await Promise.all([g.health.start(), g.catalogs.start()]);
     const a = g.address;
     g.log.info(
       { listen: `${a.address}:${a.port}`, backends: g.cfg.backends.map((b) => ({ name: b.name, url: b.url, slots: b.slots })), queue_size: g.cfg.queue.size, max_wait_ms: g.cfg.queue.maxWaitMs },
@@ -138,6 +158,8 @@ export class Gateway {
       in_flight: b.inFlight,
       slots: b.slots,
       last_error: b.health.lastError,
+      models: b.catalog.known ? b.catalog.models.size : null,
+      loaded: [...b.catalog.loaded.keys()],
     }));
     const up = this.registry.all.some((b) => b.inRotation);
     return {
@@ -163,6 +185,7 @@ export class Gateway {
     this.server.closeIdleConnections();
     this.dispatcher.close(new GatewayError('shutting_down', 'the gateway is shutting down'));
     this.health.stop();
+    this.catalogs.stop();
     let timer: NodeJS.Timeout | undefined;
     const drained = await Promise.race([
       this.whenIdle().then(() => true),
@@ -194,12 +217,7 @@ export class Gateway {
 
   private answerOwnRoute(ctx: RequestContext): void {
     const report = this.healthReport();
-    const status = report.status === 'ok' ? 200 : 503;
-    const body = JSON.stringify(report);
-    ctx.record.status = status;
-    ctx.record.bytesOut = body.length;
-    ctx.res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
-    ctx.res.end(ctx.record.method === 'HEAD' ? undefined : body);
+    sendJson(ctx, report.status === 'ok' ? 200 : 503, report);
   }
 
   private dispatchOptions(cfg: GatewayConfig) {

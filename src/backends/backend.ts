@@ -4,6 +4,7 @@
 // ever waits behind a long generation.
 import { Client, Pool } from 'undici';
 import type { BackendConfig, GatewayConfig } from '../config/schema.js';
+import { ModelCatalog } from './catalog.js';
 import { HealthState, type HealthSignal, type Transition } from './health-state.js';
 
 /** A request on its way to this backend that has not had response headers yet. */
@@ -38,6 +39,8 @@ export class Backend {
   readonly aux: Pool;
   readonly probe: Client;
   readonly health: HealthState;
+  /** the models it holds and has loaded, as its last catalog poll saw them */
+  readonly catalog = new ModelCatalog();
   readonly pending = new Set<PendingAttempt>();
   private readonly onTransition: TransitionListener;
   private oldPools: Pool[] = [];
@@ -65,6 +68,11 @@ export class Backend {
   /** Can the dispatcher hand this backend a new job right now? */
   get available(): boolean {
     return this.health.healthy && !this.retiring && this.inFlight < this.slots;
+  }
+
+  /** Might it serve this model? (Before its first catalog poll: yes.) */
+  serves(model: string | undefined): boolean {
+    return this.catalog.serves(model);
   }
 
   /** Is it in rotation at all (busy or not)? */

@@ -67,6 +67,12 @@ export const fileSchema = z.strictObject({
       healthy_after: whole(1, 100).default(2),
     })
     .prefault({}),
+  catalog: z
+    .strictObject({
+      interval_seconds: positiveSeconds().default(30),
+      timeout_seconds: positiveSeconds().default(10),
+    })
+    .prefault({}),
   retry: z
     .strictObject({
       max_attempts: whole(1, 10).default(3),
@@ -123,6 +129,7 @@ export interface GatewayConfig {
     readonly unhealthyAfter: number;
     readonly healthyAfter: number;
   };
+  readonly catalog: { readonly intervalMs: number; readonly timeoutMs: number };
   readonly retry: { readonly maxAttempts: number };
   readonly drainMs: number;
   readonly logLevel: FileConfig['log']['level'];
@@ -171,6 +178,7 @@ export function freezeConfig(f: FileConfig): GatewayConfig {
       unhealthyAfter: f.health.unhealthy_after,
       healthyAfter: f.health.healthy_after,
     },
+    catalog: { intervalMs: ms(f.catalog.interval_seconds), timeoutMs: ms(f.catalog.timeout_seconds) },
     retry: { maxAttempts: f.retry.max_attempts },
     drainMs: ms(f.shutdown.drain_seconds),
     logLevel: f.log.level,

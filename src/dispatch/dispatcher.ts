@@ -14,6 +14,8 @@ export interface DispatchTarget {
   readonly slots: number;
   /** healthy and not leaving */
   readonly inRotation: boolean;
+  /** holds this model (or may: its catalog is not known yet) */
+  serves(model: string | undefined): boolean;
 }
 
 export interface Lease<T extends DispatchTarget> {
@@ -29,6 +31,8 @@ export interface AcquireOptions<T> {
   readonly cancel?: Cancellation;
   /** backends this job has already failed on */
   readonly exclude?: ReadonlySet<T>;
+  /** only backends that hold this model may take the job */
+  readonly model?: string | undefined;
 }
 
 export interface DispatcherOptions {
@@ -42,6 +46,7 @@ export type DispatchEvent = 'queued' | 'dequeued' | 'queue_full' | 'queue_timeou
 
 interface Waiter<T extends DispatchTarget> {
   readonly exclude: ReadonlySet<T> | undefined;
+  readonly model: string | undefined;
   readonly enqueuedAt: number;
   readonly resolve: (lease: Lease<T>) => void;
   readonly reject: (err: unknown) => void;
@@ -99,23 +104,23 @@ export class Dispatcher<T extends DispatchTarget> {
 
   /** Resolve with a lease on a free slot, now or after a wait in the queue. */
   acquire(options: AcquireOptions<T> = {}): Promise<Lease<T>> {
-    const { cancel, exclude } = options;
+    const { cancel, exclude, model } = options;
     if (cancel?.aborted) return Promise.reject(clientClosed());
     if (this.closedWith) return Promise.reject(this.closedWith);
-    if (!this.anyInRotation(exclude)) {
+    if (!this.anyInRotation(exclude, model)) {
       this.count('no_healthy_backend');
-      return Promise.reject(new GatewayError('no_healthy_backend', 'no healthy backend'));
+      return Promise.reject(new GatewayError('no_healthy_backend', model === undefined ? 'no healthy backend' : `no healthy backend has model '${model}'`));
     }
     // a job may only jump ahead of waiters when nobody is waiting (FIFO), or when every waiter
     // is barred from the free backend (they would not take it anyway)
-    const free = this.queue.size === 0 ? this.pickFree(exclude) : undefined;
+    const free = this.queue.size === 0 ? this.pickFree(exclude, model) : undefined;
     if (free) return Promise.resolve(this.lease(free, 0));
     if (this.queue.size >= this.opts.queueSize) {
       this.count('queue_full');
       return Promise.reject(new GatewayError('queue_full', `server busy: all slots in use and the wait queue is full (${this.opts.queueSize})`));
     }
     return new Promise<Lease<T>>((resolve, reject) => {
-      const waiter: Waiter<T> = { exclude, enqueuedAt: performance.now(), resolve, reject, timer: undefined, cleanup: undefined };
+      const waiter: Waiter<T> = { exclude, model, enqueuedAt: performance.now(), resolve, reject, timer: undefined, cleanup: undefined };
       const node = this.queue.push(waiter);
       this.count('queued');
       if (this.opts.maxWaitMs > 0) {
@@ -144,7 +149,7 @@ export class Dispatcher<T extends DispatchTarget> {
     for (const node of this.queue.nodes()) {
       if (!this.anyFree()) return;
       const w = node.value;
-      const b = this.pickFree(w.exclude);
+      const b = this.pickFree(w.exclude, w.model);
       if (!b) continue;
       this.unlink(node);
       this.count('dequeued');
@@ -158,7 +163,7 @@ export class Dispatcher<T extends DispatchTarget> {
    */
   pruneStranded(): void {
     for (const node of this.queue.nodes()) {
-      if (!this.anyInRotation(node.value.exclude)) {
+      if (!this.anyInRotation(node.value.exclude, node.value.model)) {
         this.count('no_healthy_backend');
         this.evict(node, new GatewayError('no_healthy_backend', 'no healthy backend'));
       }
@@ -205,19 +210,19 @@ export class Dispatcher<T extends DispatchTarget> {
     return false;
   }
 
-  private anyInRotation(exclude: ReadonlySet<T> | undefined): boolean {
-    for (const b of this.targets()) if (b.inRotation && !exclude?.has(b)) return true;
+  private anyInRotation(exclude: ReadonlySet<T> | undefined, model: string | undefined): boolean {
+    for (const b of this.targets()) if (b.inRotation && !exclude?.has(b) && b.serves(model)) return true;
     return false;
   }
 
   /** Round robin among free backends in rotation that this job may use. */
-  private pickFree(exclude: ReadonlySet<T> | undefined): T | undefined {
+  private pickFree(exclude: ReadonlySet<T> | undefined, model: string | undefined): T | undefined {
     const list = this.targets();
     const n = list.length;
     for (let i = 0; i < n; i++) {
       const idx = (this.cursor + i) % n;
       const b = list[idx]!;
-      if (b.inRotation && b.inFlight < b.slots && !exclude?.has(b)) {
+      if (b.inRotation && b.inFlight < b.slots && !exclude?.has(b) && b.serves(model)) {
         this.cursor = (idx + 1) % n;
         return b;
       }

@@ -1,9 +1,10 @@
 // Route classes. Generation and embedding routes go through the dispatcher (they hold a GPU
-// slot); every other Ollama or OpenAI-compatible path passes straight through to a backend in
-// rotation (they are cheap and must never wait behind a generation); the gateway answers its
-// own routes; anything else is a 404.
+// slot); the catalog routes are answered from the gateway's view of the fleet; every other
+// Ollama or OpenAI-compatible path passes straight through to a backend in rotation (they are
+// cheap and must never wait behind a generation); the gateway answers its own routes; anything
+// else is a 404.
 
-export type RouteKind = 'gateway' | 'dispatch' | 'passthrough' | 'not_found';
+export type RouteKind = 'gateway' | 'catalog' | 'dispatch' | 'passthrough' | 'not_found';
 
 export const DISPATCHED_PATHS: ReadonlySet<string> = new Set([
   '/api/generate',
@@ -19,8 +20,12 @@ export const DISPATCHED_PATHS: ReadonlySet<string> = new Set([
 
 export const GATEWAY_PATHS: ReadonlySet<string> = new Set(['/healthz']);
 
+/** Answered from the gateway's view of the fleet, no backend asked, no slot taken. */
+export const CATALOG_PATHS: ReadonlySet<string> = new Set(['/', '/api/version', '/api/tags', '/api/ps', '/v1/models']);
+
 export function classifyRoute(method: string, path: string): RouteKind {
   if (GATEWAY_PATHS.has(path)) return 'gateway';
+  if ((method === 'GET' || method === 'HEAD') && (CATALOG_PATHS.has(path) || path.startsWith('/v1/models/'))) return 'catalog';
   if (method === 'POST' && DISPATCHED_PATHS.has(path)) return 'dispatch';
   if (path === '/' || path.startsWith('/api/') || path.startsWith('/v1/')) return 'passthrough';
   return 'not_found';

@@ -15,6 +15,8 @@ export interface FrontHandlers {
   passthrough(ctx: RequestContext): Promise<void>;
   /** the gateway's own routes (`/healthz`) */
   gateway(ctx: RequestContext): void;
+  /** the fleet's catalog (`/api/tags`, `/v1/models`, ...) */
+  catalog(ctx: RequestContext): void;
   /** true once a stop has begun: new requests get 503 */
   draining(): boolean;
 }
@@ -45,6 +47,9 @@ async function handle(req: IncomingMessage, res: ServerResponse, h: FrontHandler
     switch (classifyRoute(ctx.record.method, ctx.path)) {
       case 'gateway':
         h.gateway(ctx);
+        break;
+      case 'catalog':
+        h.catalog(ctx);
         break;
       case 'dispatch':
         await h.dispatched(ctx);

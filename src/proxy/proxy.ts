@@ -22,9 +22,17 @@ export interface ProxyDeps {
   readonly dispatcher: Dispatcher<Backend>;
   readonly inspector: Inspector;
   readonly config: () => GatewayConfig;
+  /** poll a backend's catalog again (it said it lacks a model its catalog listed) */
+  readonly refreshCatalog: (b: Backend) => Promise<void>;
 }
 
 type Acquire = (tried: ReadonlySet<Backend>) => Promise<Lease<Backend>>;
+
+/** Ollama's own words for a missing model, per route (shared/reference/ollama-api.md §3). */
+function modelNotFound(path: string, model: string): GatewayError {
+  const message = path === '/api/embed' || path === '/api/embeddings' ? `model "${model}" not found, try pulling it first` : `model '${model}' not found`;
+  return new GatewayError('model_not_found', message);
+}
 
 export class Proxy {
   private cursor = 0;
@@ -37,8 +45,11 @@ export class Proxy {
     ctx.record.bytesIn = raw.length;
     const { facts, body } = await this.deps.inspector.inspect(raw);
     ctx.record.model = facts.model;
-    const acquire: Acquire = (tried) => this.deps.dispatcher.acquire({ cancel: ctx.clientGoneSignal, exclude: tried });
-    await this.forward(ctx, body, acquire, (b) => b.pool);
+    const model = facts.model;
+    // no backend anywhere holds it: say so now rather than after a queue wait
+    if (model !== undefined && !this.deps.registry.all.some((b) => !b.retiring && b.serves(model))) throw modelNotFound(ctx.path, model);
+    const acquire: Acquire = (tried) => this.deps.dispatcher.acquire({ cancel: ctx.clientGoneSignal, exclude: tried, model });
+    await this.forward(ctx, body, acquire, (b) => b.pool, model);
   }
 
   /** Everything else under `/`, `/api/` and `/v1/`: straight to a backend, no slot taken. */
@@ -47,15 +58,22 @@ export class Proxy {
     ctx.record.bytesIn = body.length;
     const method = ctx.record.method;
     const send = body.length > 0 || !(method === 'GET' || method === 'HEAD') ? body : undefined;
-    await this.forward(ctx, send, (tried) => this.anyInRotation(tried), (b) => b.aux);
+    let model: string | undefined;
+    if (ctx.path === '/api/show') {
+      // show goes to a backend that holds the model (and never queues behind generations)
+      model = (await this.deps.inspector.inspect(body)).facts.model;
+      ctx.record.model = model;
+      if (model !== undefined && !this.deps.registry.all.some((b) => !b.retiring && b.serves(model))) throw modelNotFound(ctx.path, model);
+    }
+    await this.forward(ctx, send, (tried) => this.anyInRotation(tried, model), (b) => b.aux, model);
   }
 
-  private anyInRotation(tried: ReadonlySet<Backend>): Promise<Lease<Backend>> {
+  private anyInRotation(tried: ReadonlySet<Backend>, model: string | undefined): Promise<Lease<Backend>> {
     const list = this.deps.registry.all;
     for (let i = 0; i < list.length; i++) {
       const idx = (this.cursor + i) % list.length;
       const b = list[idx]!;
-      if (b.inRotation && !tried.has(b)) {
+      if (b.inRotation && !tried.has(b) && b.serves(model)) {
         this.cursor = (idx + 1) % list.length;
         return Promise.resolve({ backend: b, queuedMs: 0, release: () => {} });
       }
@@ -63,7 +81,7 @@ export class Proxy {
     return Promise.reject(new GatewayError('no_healthy_backend', 'no healthy backend'));
   }
 
-  private async forward(ctx: RequestContext, body: Buffer | undefined, acquire: Acquire, via: (b: Backend) => UndiciDispatcher): Promise<void> {
+  private async forward(ctx: RequestContext, body: Buffer | undefined, acquire: Acquire, via: (b: Backend) => UndiciDispatcher, model?: string): Promise<void> {
     const maxAttempts = this.deps.config().retry.maxAttempts;
     const tried = new Set<Backend>();
     let lastErr: GatewayError | undefined;
@@ -106,12 +124,24 @@ export class Proxy {
           continue;
         }
         b.success('traffic');
+        if (up.statusCode === 404 && model !== undefined && attempt < maxAttempts && this.othersServe(b, tried, model)) {
+          // it does not hold the model after all (its catalog was stale): look again, go elsewhere
+          await up.body.dump().catch(() => undefined);
+          up.done();
+          void this.deps.refreshCatalog(b);
+          lastErr = modelNotFound(ctx.path, model);
+          continue;
+        }
         await this.respond(ctx, b, up);
         return;
       } finally {
         lease.release();
       }
     }
+  }
+
+  private othersServe(b: Backend, tried: ReadonlySet<Backend>, model: string): boolean {
+    return this.deps.registry.all.some((x) => x !== b && x.inRotation && !tried.has(x) && x.serves(model));
   }
 
   private async respond(ctx: RequestContext, b: Backend, up: UpstreamResponse): Promise<void> {

@@ -1,6 +1,9 @@
 // The simulator's model catalog: the shapes of `/api/tags`, `/api/ps`, `/api/show` and
 // `/v1/models` entries, as a real Ollama server writes them (see shared/reference/ollama-api.md).
 import { createHash } from 'node:crypto';
+import { fullName } from '../models/name.js';
+
+export { fullName };
 
 export interface SimModel {
   readonly name: string;
@@ -14,11 +17,6 @@ export interface SimModel {
   readonly contextLength: number;
 }
 
-/** `llama3.2` and `llama3.2:latest` are the same model. */
-export function fullName(name: string): string {
-  const slash = name.lastIndexOf('/');
-  return name.indexOf(':', slash + 1) === -1 ? `${name}:latest` : name;
-}
 
 export function makeModel(name: string, modifiedAt = '2025-06-01T10:00:00.000000000Z'): SimModel {
   const full = fullName(name);
