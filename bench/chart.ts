@@ -54,6 +54,7 @@ export function chart(r: Record<string, any>): string {
   }
   const ratios: Bar[] = [];
   if (r['rps']) ratios.push({ label: 'requests/s, many slots', value: r['rps'].ratio, text: `${Math.round(r['rps'].ratio * 100)}% (${r['rps'].gateway.rps}/s)` });
+  if (r['models']) ratios.push({ label: 'mixed-model trace, round robin ÷ warm-first time', value: Math.min(r['models'].speedup, 1.2), text: `${r['models'].speedup}× faster with warm-first` });
   if (r['one_slot']) ratios.push({ label: 'requests/s, one slot per backend', value: r['one_slot'].rps.ratio, text: `${Math.round(r['one_slot'].rps.ratio * 100)}% (${r['one_slot'].rps.gateway}/s)` });
   const maxAdded = Math.max(12, ...added.map((b) => b.value)) * 1.15;
   const p1 = panel('Added by the gateway (gateway − direct), and cancellation', added, 10, maxAdded, 'ms', { value: 2, label: '2 ms' });

@@ -17,6 +17,7 @@ export type Task =
     }
   | { readonly kind: 'closed-loop'; readonly targets: readonly string[]; readonly perTarget: number; readonly path: string; readonly body: string; readonly durationMs: number }
   | { readonly kind: 'cancel'; readonly url: string; readonly phase: 'queued' | 'before_first_byte' | 'streaming'; readonly n: number; readonly fill: number; readonly prefix: string }
+  | { readonly kind: 'trace'; readonly url: string; readonly models: readonly string[]; readonly concurrency: number }
   | { readonly kind: 'bodies'; readonly url: string; readonly path: string; readonly bytes: number; readonly concurrency: number; readonly durationMs: number };
 
 export interface StreamsResult {
@@ -164,8 +165,31 @@ async function cancels(t: Extract<Task, { kind: 'cancel' }>): Promise<CancelResu
   return { aborts };
 }
 
+export interface TraceResult {
+  readonly elapsedMs: number;
+  readonly failed: number;
+}
+
+/** Play a list of jobs (one model each) in order, `concurrency` at a time. */
+async function trace(t: Extract<Task, { kind: 'trace' }>): Promise<TraceResult> {
+  let next = 0;
+  let failed = 0;
+  const start = performance.now();
+  const worker = async () => {
+    for (let i = next++; i < t.models.length; i = next++) {
+      const body = JSON.stringify({ model: t.models[i], stream: false, messages: [{ role: 'user', content: `job ${i}` }] });
+      const res = await request(`${t.url}/api/chat`, { method: 'POST', body, headers: { 'content-type': 'application/json' }, dispatcher: agent });
+      await res.body.dump();
+      if (res.statusCode !== 200) failed++;
+    }
+  };
+  await Promise.all(Array.from({ length: t.concurrency }, worker));
+  return { elapsedMs: performance.now() - start, failed };
+}
+
 process.on('message', (task: Task) => {
-  const run = task.kind === 'streams' ? streams(task) : task.kind === 'closed-loop' ? closedLoop(task) : task.kind === 'cancel' ? cancels(task) : bodies(task);
+  const run =
+    task.kind === 'streams' ? streams(task) : task.kind === 'closed-loop' ? closedLoop(task) : task.kind === 'cancel' ? cancels(task) : task.kind === 'trace' ? trace(task) : bodies(task);
   run.then(
     (result) => process.send!({ ok: true, result }),
     (err: unknown) => process.send!({ ok: false, error: String(err) }),

@@ -92,6 +92,8 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
     .option('--ttft-ms <ms>', 'time to first token', '200')
     .option('--token-ms <ms>', 'time between tokens', '20')
     .option('--tokens <n>', 'tokens per answer', '50')
+    .option('--max-loaded <n>', 'models kept loaded, like OLLAMA_MAX_LOADED_MODELS', '3')
+    .option('--load-ms <ms>', 'time a cold model load takes', '0')
     .action(async (o: Record<string, string>) => {
       const num = (k: string) => {
         const v = Number(o[k]);
@@ -108,6 +110,8 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
         ttftMs: num('ttftMs'),
         tokenMs: num('tokenMs'),
         tokens: num('tokens'),
+        maxLoaded: num('maxLoaded'),
+        loadMs: num('loadMs'),
       });
       io.out(`simulated Ollama listening on ${sim.url}\n`);
       onStopSignals(() => sim.stop());

@@ -60,7 +60,14 @@ export class Gateway {
     this.cfg = opts.config;
     this.log = opts.logger ?? createLogger({ level: opts.config.logLevel });
     this.registry = new Registry(this.cfg, this.log);
-    this.dispatcher = new Dispatcher<Backend>(() => this.registry.all, this.dispatchOptions(this.cfg), (b) => this.registry.removeIfIdle(b));
+    this.dispatcher = new Dispatcher<Backend>(
+      () => this.registry.all,
+      this.dispatchOptions(this.cfg),
+      (b) => this.registry.removeIfIdle(b),
+      (b, warmKey) => {
+        if (warmKey !== undefined) b.catalog.noteSent(warmKey);
+      },
+    );
     this.registry.on((e) => {
       if (e.type === 'down' || e.type === 'retiring' || e.type === 'removed') this.dispatcher.pruneStranded();
       // a backend that joins, comes back or grows takes waiting jobs at once
@@ -221,6 +228,6 @@ export class Gateway {
   }
 
   private dispatchOptions(cfg: GatewayConfig) {
-    return { queueSize: cfg.queue.size, maxWaitMs: cfg.queue.maxWaitMs };
+    return { queueSize: cfg.queue.size, maxWaitMs: cfg.queue.maxWaitMs, warmFirst: cfg.routing.warmFirst, warmSkewMs: cfg.routing.warmSkewMs };
   }
 }

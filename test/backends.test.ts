@@ -24,7 +24,7 @@ t.test('connection refused before the first byte: retried on another backend, no
 
 t.test('a dead backend leaves rotation after K failed probes and returns after M good ones', async (t) => {
   const sims = await startSims(t, 2, { ttftMs: 0, tokenMs: 0, tokens: 1 });
-  const { url, gateway, logs } = await startGateway(t, sims);
+  const { url, gateway, logs } = await startGateway(t, sims, { warmFirst: 'no' });
   const b = gateway.registry.byName('sim1')!;
   const { unhealthyAfter, healthyAfter } = gateway.config.health;
   await sims[0]!.down();

@@ -44,7 +44,7 @@ t.test('a job goes only to a backend that holds its model; no holder at all is a
   const { url, gateway } = await startGateway(t, [a, b, c]);
   for (let i = 0; i < 4; i++) t.equal((await post(url, '/api/chat', chat(`q${i}`, { model: 'qwen2.5:0.5b', stream: false }))).status, 200);
   t.equal(b.stats.requests, 4, 'qwen lives only on the second backend');
-  for (let i = 0; i < 4; i++) await post(url, '/api/generate', { model: 'llama3.2', prompt: `l${i}`, stream: false });
+  await Promise.all([0, 1, 2, 3].map((i) => post(url, '/api/generate', { model: 'llama3.2', prompt: `l${i}`, stream: false })));
   t.equal(c.stats.requests, 0, 'llama3.2 never goes to the box without it');
   t.ok(a.stats.requests > 0 && b.stats.requests > 4, 'and is shared between the two that hold it');
   const chatMissing = await post(url, '/api/chat', chat('x', { model: 'nope' }));

@@ -46,9 +46,9 @@ t.test('a freed slot goes to the oldest waiter (FIFO), and no job waits while a 
   t.equal(sim!.stats.maxActive, 1);
 });
 
-t.test('round robin among free backends', async (t) => {
+t.test('round robin among free backends (warm-first off)', async (t) => {
   const sims = await startSims(t, 3, { ttftMs: 0, tokenMs: 0, tokens: 1 });
-  const { url } = await startGateway(t, sims);
+  const { url } = await startGateway(t, sims, { warmFirst: 'no' });
   for (let i = 0; i < 6; i++) await post(url, '/api/generate', { model: 'llama3.2', prompt: `p${i}`, stream: false });
   t.same(
     sims.map((s) => s.stats.requests),

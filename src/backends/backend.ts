@@ -75,6 +75,11 @@ export class Backend {
     return this.catalog.serves(model);
   }
 
+  /** Is this model (with these runner options) loaded there, as far as the gateway knows? */
+  isWarm(key: string): boolean {
+    return this.catalog.isWarm(key);
+  }
+
   /** Is it in rotation at all (busy or not)? */
   get inRotation(): boolean {
     return this.health.healthy && !this.retiring;

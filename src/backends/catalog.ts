@@ -27,6 +27,31 @@ export class ModelCatalog {
   loaded = new Map<string, PsEntry>();
   version: string | undefined;
   lastError: string | undefined;
+  /**
+   * What is loaded, most recent first, as `name|runner` keys: the last `/api/ps` plus what the
+   * gateway itself sent since, trimmed to as many models as the backend was seen to hold at once
+   * (it evicts the least recently used, as Ollama does).
+   */
+  private warm: string[] = [];
+  private capacity = 1;
+
+  static warmKey(model: string, runner: string): string {
+    return `${fullName(model)}|${runner}`;
+  }
+
+  isWarm(key: string): boolean {
+    return this.warm.includes(key);
+  }
+
+  /** The gateway sent a job for `key` here: the backend is loading it, or has it loaded. */
+  noteSent(key: string): void {
+    const i = this.warm.indexOf(key);
+    if (i === 0) return;
+    if (i > 0) this.warm.splice(i, 1);
+    // another runner of the same model replaces it
+    const name = key.slice(0, key.indexOf('|') + 1);
+    this.warm = [key, ...this.warm.filter((k) => !k.startsWith(name))].slice(0, this.capacity);
+  }
 
   /** Might this backend serve `model`? (unknown catalog: yes) */
   serves(model: string | undefined): boolean {
@@ -53,7 +78,12 @@ export class ModelCatalog {
       this.lastError = String(tags.reason);
       log.debug({ backend: backendName, err: this.lastError }, 'catalog poll failed: keeping the last view');
     }
-    if (ps.status === 'fulfilled') this.loaded = new Map((ps.value.models ?? []).filter((m) => typeof m?.name === 'string').map((m) => [fullName(m.name), m]));
+    if (ps.status === 'fulfilled') {
+      this.loaded = new Map((ps.value.models ?? []).filter((m) => typeof m?.name === 'string').map((m) => [fullName(m.name), m]));
+      this.capacity = Math.max(this.capacity, this.loaded.size, 1);
+      // keep the runner we last sent for a model still loaded; default options otherwise
+      this.warm = [...this.loaded.keys()].map((name) => this.warm.find((k) => k.startsWith(`${name}|`)) ?? `${name}|`);
+    }
     if (version.status === 'fulfilled' && typeof version.value.version === 'string') this.version = version.value.version;
   }
 }

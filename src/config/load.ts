@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument, isMap, isSeq, type Node as YamlNode } from 'yaml';
 import { fileSchema, freezeConfig, type GatewayConfig } from './schema.js';
 
-export type OptionKind = 'int' | 'number' | 'string' | 'backends';
+export type OptionKind = 'int' | 'number' | 'string' | 'boolean' | 'backends';
 
 export interface OptionSpec {
   /** commander flag, e.g. `--queue-size <n>` */
@@ -31,6 +31,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: '--health-interval-seconds <s>', key: 'healthIntervalSeconds', env: 'GATEWAY_HEALTH_INTERVAL_SECONDS', path: ['health', 'interval_seconds'], kind: 'number', description: 'time between health probes (default 5)' },
   { flag: '--drain-seconds <s>', key: 'drainSeconds', env: 'GATEWAY_DRAIN_SECONDS', path: ['shutdown', 'drain_seconds'], kind: 'number', description: 'on SIGTERM, how long streams may finish (default 30)' },
   { flag: '--log-level <level>', key: 'logLevel', env: 'GATEWAY_LOG_LEVEL', path: ['log', 'level'], kind: 'string', description: 'fatal, error, warn, info, debug, trace or silent (default info)' },
+  { flag: '--warm-first <yes|no>', key: 'warmFirst', env: 'GATEWAY_WARM_FIRST', path: ['routing', 'warm_first'], kind: 'boolean', description: 'prefer backends that have the model loaded (default yes)' },
   { flag: '--inspect-workers <n>', key: 'inspectWorkers', env: 'GATEWAY_INSPECT_WORKERS', path: ['inspect', 'workers'], kind: 'int', description: 'worker threads that parse large bodies, 0 = parse inline (default 1)' },
 ];
 
@@ -154,6 +155,12 @@ function parseOptionValue(spec: OptionSpec, text: string): unknown {
     }
     case 'string':
       return t;
+    case 'boolean': {
+      const v = t.toLowerCase();
+      if (['yes', 'true', '1', 'on'].includes(v)) return true;
+      if (['no', 'false', '0', 'off'].includes(v)) return false;
+      return new OptionValueError(`expected yes or no, got '${text}'`);
+    }
     case 'backends': {
       const items = t.split(',').map((s) => s.trim()).filter((s) => s !== '');
       if (items.length === 0) return new OptionValueError('expected a comma list of backend URLs');

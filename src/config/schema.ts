@@ -67,6 +67,12 @@ export const fileSchema = z.strictObject({
       healthy_after: whole(1, 100).default(2),
     })
     .prefault({}),
+  routing: z
+    .strictObject({
+      warm_first: z.boolean().default(true),
+      warm_skew_seconds: seconds().default(2),
+    })
+    .prefault({}),
   catalog: z
     .strictObject({
       interval_seconds: positiveSeconds().default(30),
@@ -129,6 +135,7 @@ export interface GatewayConfig {
     readonly unhealthyAfter: number;
     readonly healthyAfter: number;
   };
+  readonly routing: { readonly warmFirst: boolean; readonly warmSkewMs: number };
   readonly catalog: { readonly intervalMs: number; readonly timeoutMs: number };
   readonly retry: { readonly maxAttempts: number };
   readonly drainMs: number;
@@ -178,6 +185,7 @@ export function freezeConfig(f: FileConfig): GatewayConfig {
       unhealthyAfter: f.health.unhealthy_after,
       healthyAfter: f.health.healthy_after,
     },
+    routing: { warmFirst: f.routing.warm_first, warmSkewMs: ms(f.routing.warm_skew_seconds) },
     catalog: { intervalMs: ms(f.catalog.interval_seconds), timeoutMs: ms(f.catalog.timeout_seconds) },
     retry: { maxAttempts: f.retry.max_attempts },
     drainMs: ms(f.shutdown.drain_seconds),

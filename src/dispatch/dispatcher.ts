@@ -16,6 +16,8 @@ export interface DispatchTarget {
   readonly inRotation: boolean;
   /** holds this model (or may: its catalog is not known yet) */
   serves(model: string | undefined): boolean;
+  /** has this model (with these runner options) loaded */
+  isWarm(key: string): boolean;
 }
 
 export interface Lease<T extends DispatchTarget> {
@@ -33,6 +35,8 @@ export interface AcquireOptions<T> {
   readonly exclude?: ReadonlySet<T>;
   /** only backends that hold this model may take the job */
   readonly model?: string | undefined;
+  /** model and runner options: a backend with this loaded is preferred */
+  readonly warmKey?: string | undefined;
 }
 
 export interface DispatcherOptions {
@@ -40,6 +44,9 @@ export interface DispatcherOptions {
   readonly queueSize: number;
   /** 0 means wait without limit */
   readonly maxWaitMs: number;
+  /** prefer backends that have the job's model loaded, and bend FIFO (by at most warmSkewMs) for it */
+  readonly warmFirst?: boolean;
+  readonly warmSkewMs?: number;
 }
 
 export type DispatchEvent = 'queued' | 'dequeued' | 'queue_full' | 'queue_timeout' | 'cancelled_queued' | 'no_healthy_backend';
@@ -47,6 +54,7 @@ export type DispatchEvent = 'queued' | 'dequeued' | 'queue_full' | 'queue_timeou
 interface Waiter<T extends DispatchTarget> {
   readonly exclude: ReadonlySet<T> | undefined;
   readonly model: string | undefined;
+  readonly warmKey: string | undefined;
   readonly enqueuedAt: number;
   readonly resolve: (lease: Lease<T>) => void;
   readonly reject: (err: unknown) => void;
@@ -72,10 +80,18 @@ export class Dispatcher<T extends DispatchTarget> {
     no_healthy_backend: 0,
   };
 
-  constructor(targets: () => readonly T[], opts: DispatcherOptions, onRelease: (backend: T) => void = () => {}) {
+  private readonly onLease: (backend: T, warmKey: string | undefined) => void;
+
+  constructor(
+    targets: () => readonly T[],
+    opts: DispatcherOptions,
+    onRelease: (backend: T) => void = () => {},
+    onLease: (backend: T, warmKey: string | undefined) => void = () => {},
+  ) {
     this.targets = targets;
     this.opts = opts;
     this.onRelease = onRelease;
+    this.onLease = onLease;
   }
 
   /** Hear every dispatch event as it happens (metrics, benchmarks). */
@@ -104,7 +120,7 @@ export class Dispatcher<T extends DispatchTarget> {
 
   /** Resolve with a lease on a free slot, now or after a wait in the queue. */
   acquire(options: AcquireOptions<T> = {}): Promise<Lease<T>> {
-    const { cancel, exclude, model } = options;
+    const { cancel, exclude, model, warmKey } = options;
     if (cancel?.aborted) return Promise.reject(clientClosed());
     if (this.closedWith) return Promise.reject(this.closedWith);
     if (!this.anyInRotation(exclude, model)) {
@@ -113,14 +129,14 @@ export class Dispatcher<T extends DispatchTarget> {
     }
     // a job may only jump ahead of waiters when nobody is waiting (FIFO), or when every waiter
     // is barred from the free backend (they would not take it anyway)
-    const free = this.queue.size === 0 ? this.pickFree(exclude, model) : undefined;
-    if (free) return Promise.resolve(this.lease(free, 0));
+    const free = this.queue.size === 0 ? this.pickFree(exclude, model, warmKey) : undefined;
+    if (free) return Promise.resolve(this.lease(free, 0, warmKey));
     if (this.queue.size >= this.opts.queueSize) {
       this.count('queue_full');
       return Promise.reject(new GatewayError('queue_full', `server busy: all slots in use and the wait queue is full (${this.opts.queueSize})`));
     }
     return new Promise<Lease<T>>((resolve, reject) => {
-      const waiter: Waiter<T> = { exclude, model, enqueuedAt: performance.now(), resolve, reject, timer: undefined, cleanup: undefined };
+      const waiter: Waiter<T> = { exclude, model, warmKey, enqueuedAt: performance.now(), resolve, reject, timer: undefined, cleanup: undefined };
       const node = this.queue.push(waiter);
       this.count('queued');
       if (this.opts.maxWaitMs > 0) {
@@ -142,19 +158,41 @@ export class Dispatcher<T extends DispatchTarget> {
 
   /**
    * Hand free slots to waiters, oldest first, until no free slot is left that any waiter may
-   * use. Called whenever a slot frees or a backend joins, recovers or grows.
+   * use. Called whenever a slot frees or a backend joins, recovers or grows. With warm-first, a
+   * slot on a backend that has some waiter's model loaded may go to that waiter ahead of an older
+   * one whose model is not loaded there, if it arrived at most `warmSkewMs` later: FIFO bends a
+   * little, never more, so nobody starves.
    */
   drain(): void {
-    if (this.queue.size === 0) return;
-    for (const node of this.queue.nodes()) {
-      if (!this.anyFree()) return;
-      const w = node.value;
-      const b = this.pickFree(w.exclude, w.model);
-      if (!b) continue;
-      this.unlink(node);
+    while (this.queue.size > 0 && this.anyFree()) {
+      let head: QueueNode<Waiter<T>> | undefined;
+      let b: T | undefined;
+      for (const node of this.queue.nodes()) {
+        b = this.pickFree(node.value.exclude, node.value.model, node.value.warmKey);
+        if (b) {
+          head = node;
+          break;
+        }
+      }
+      if (!head || !b) return;
+      const chosen = this.opts.warmFirst ? this.warmerWaiter(head, b) : head;
+      const w = chosen.value;
+      this.unlink(chosen);
       this.count('dequeued');
-      w.resolve(this.lease(b, performance.now() - w.enqueuedAt));
+      w.resolve(this.lease(b, performance.now() - w.enqueuedAt, w.warmKey));
     }
+  }
+
+  private warmerWaiter(head: QueueNode<Waiter<T>>, b: T): QueueNode<Waiter<T>> {
+    const h = head.value;
+    if (h.warmKey === undefined || b.isWarm(h.warmKey)) return head;
+    const skew = this.opts.warmSkewMs ?? 0;
+    for (const node of this.queue.nodes()) {
+      const w = node.value;
+      if (w.enqueuedAt - h.enqueuedAt > skew) break;
+      if (node !== head && w.warmKey !== undefined && b.isWarm(w.warmKey) && !w.exclude?.has(b) && b.serves(w.model)) return node;
+    }
+    return head;
   }
 
   /**
@@ -189,8 +227,9 @@ export class Dispatcher<T extends DispatchTarget> {
     return true;
   }
 
-  private lease(b: T, queuedMs: number): Lease<T> {
+  private lease(b: T, queuedMs: number, warmKey: string | undefined): Lease<T> {
     b.inFlight++;
+    this.onLease(b, warmKey);
     let released = false;
     return {
       backend: b,
@@ -215,19 +254,27 @@ export class Dispatcher<T extends DispatchTarget> {
     return false;
   }
 
-  /** Round robin among free backends in rotation that this job may use. */
-  private pickFree(exclude: ReadonlySet<T> | undefined, model: string | undefined): T | undefined {
+  /**
+   * A free backend in rotation that this job may use: with warm-first, one that has its model
+   * loaded if any does; otherwise round robin.
+   */
+  private pickFree(exclude: ReadonlySet<T> | undefined, model: string | undefined, warmKey: string | undefined): T | undefined {
     const list = this.targets();
     const n = list.length;
+    let first: number | undefined;
     for (let i = 0; i < n; i++) {
       const idx = (this.cursor + i) % n;
       const b = list[idx]!;
-      if (b.inRotation && b.inFlight < b.slots && !exclude?.has(b) && b.serves(model)) {
+      if (!(b.inRotation && b.inFlight < b.slots && !exclude?.has(b) && b.serves(model))) continue;
+      if (!this.opts.warmFirst || warmKey === undefined || b.isWarm(warmKey)) {
         this.cursor = (idx + 1) % n;
         return b;
       }
+      first ??= idx;
     }
-    return undefined;
+    if (first === undefined) return undefined;
+    this.cursor = (first + 1) % n;
+    return list[first];
   }
 }
 

@@ -1,11 +1,15 @@
-// What the gateway needs to know of a request body: its model and whether it streams. The body
-// itself is forwarded as the original bytes, untouched.
+// What the gateway needs to know of a request body: its model, whether it streams, and the
+// options that decide which runner serves it. The body itself is forwarded as the original
+// bytes, untouched.
+import { runnerKey } from '../models/runner.js';
 
 export interface BodyFacts {
   /** `model` (or the legacy `name`), when it is a string */
   readonly model: string | undefined;
   /** `stream` when the client set it to a boolean */
   readonly stream: boolean | undefined;
+  /** the runner-affecting options (`num_ctx`, ...), as a key; '' for the defaults */
+  readonly runner: string;
 }
 
 export type ParseOutcome = { readonly ok: true; readonly facts: BodyFacts } | { readonly ok: false; readonly code: 'bad_json' | 'bad_request'; readonly message: string };
@@ -26,5 +30,7 @@ export function parseBody(bytes: Uint8Array): ParseOutcome {
   const o = value as Record<string, unknown>;
   const m = typeof o['model'] === 'string' && o['model'] !== '' ? o['model'] : typeof o['name'] === 'string' ? o['name'] : undefined;
   const stream = typeof o['stream'] === 'boolean' ? o['stream'] : undefined;
-  return { ok: true, facts: { model: m, stream } };
+  const options = o['options'];
+  const runner = typeof options === 'object' && options !== null && !Array.isArray(options) ? runnerKey(options as Record<string, unknown>) : '';
+  return { ok: true, facts: { model: m, stream, runner } };
 }

@@ -4,6 +4,7 @@
 // sends the job to another backend; after that, never.
 import type { Dispatcher as UndiciDispatcher } from 'undici';
 import type { Backend } from '../backends/backend.js';
+import { ModelCatalog } from '../backends/catalog.js';
 import type { Registry } from '../backends/registry.js';
 import type { GatewayConfig } from '../config/schema.js';
 import type { Dispatcher, Lease } from '../dispatch/dispatcher.js';
@@ -48,7 +49,8 @@ export class Proxy {
     const model = facts.model;
     // no backend anywhere holds it: say so now rather than after a queue wait
     if (model !== undefined && !this.deps.registry.all.some((b) => !b.retiring && b.serves(model))) throw modelNotFound(ctx.path, model);
-    const acquire: Acquire = (tried) => this.deps.dispatcher.acquire({ cancel: ctx.clientGoneSignal, exclude: tried, model });
+    const warmKey = model === undefined ? undefined : ModelCatalog.warmKey(model, facts.runner);
+    const acquire: Acquire = (tried) => this.deps.dispatcher.acquire({ cancel: ctx.clientGoneSignal, exclude: tried, model, warmKey });
     await this.forward(ctx, body, acquire, (b) => b.pool, model);
   }
 

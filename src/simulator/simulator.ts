@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { runnerKey } from '../models/runner.js';
 import { fullName, makeModel, openAIModel, psEntry, showBody, tagsEntry, type SimModel } from './catalog.js';
 
 export interface SimulatorOptions {
@@ -23,6 +24,16 @@ export interface SimulatorOptions {
   readonly version?: string;
   /** keep the bytes of every response, by request id (X-Request-Id) */
   readonly record?: boolean;
+  /** like OLLAMA_MAX_LOADED_MODELS: models kept loaded; loading one more evicts the least recently used */
+  readonly maxLoaded?: number;
+  /** how long a cold model load takes, ms (one load at a time, as in Ollama) */
+  readonly loadMs?: number;
+}
+
+interface LoadedModel {
+  until: number;
+  runner: string;
+  lastUsed: number;
 }
 
 export interface Faults {
@@ -56,6 +67,9 @@ export interface SimStats {
   tokensSent: number;
   /** all requests by path, generation or not */
   byPath: Record<string, number>;
+  /** cold loads, and the time they took in all */
+  loads: number;
+  loadMs: number;
 }
 
 export interface SeenRequest {
@@ -90,7 +104,7 @@ const defaultFaults = (): Faults => ({
 export class Simulator extends EventEmitter {
   readonly models: Map<string, SimModel>;
   readonly faults: Faults = defaultFaults();
-  readonly stats: SimStats = { requests: 0, active: 0, maxActive: 0, cancelled: 0, completed: 0, tokensSent: 0, byPath: {} };
+  readonly stats: SimStats = { requests: 0, active: 0, maxActive: 0, cancelled: 0, completed: 0, tokensSent: 0, byPath: {}, loads: 0, loadMs: 0 };
   readonly seen: SeenRequest[] = [];
   readonly recorded = new Map<string, Buffer[]>();
   parallel: number;
@@ -105,7 +119,10 @@ export class Simulator extends EventEmitter {
   private readonly slotWaiters: (() => void)[] = [];
   private held = false;
   private readonly gateWaiters: (() => void)[] = [];
-  private readonly loaded = new Map<string, number>();
+  private readonly loaded = new Map<string, LoadedModel>();
+  maxLoaded: number;
+  loadMs: number;
+  private loading: Promise<unknown> = Promise.resolve();
   /** when the last generation ended with none left open (performance.now()), for idle gaps */
   private idleSince: number | undefined;
   /** ms between the end of one generation and the arrival of the next, when the server sat idle */
@@ -125,6 +142,8 @@ export class Simulator extends EventEmitter {
     this.tokens = opts.tokens ?? 12;
     this.version = opts.version ?? '0.13.5';
     this.record = opts.record ?? false;
+    this.maxLoaded = opts.maxLoaded ?? 3;
+    this.loadMs = opts.loadMs ?? 0;
     this.host = opts.host ?? '127.0.0.1';
     this.boundPort = opts.port ?? 0;
     this.server = this.createServer();
@@ -321,7 +340,7 @@ export class Simulator extends EventEmitter {
           return this.json(res, 200, this.faults);
         case '/_sim/reset':
           this.resetFaults();
-          Object.assign(this.stats, { requests: 0, maxActive: this.stats.active, cancelled: 0, completed: 0, tokensSent: 0, byPath: {} });
+          Object.assign(this.stats, { requests: 0, maxActive: this.stats.active, cancelled: 0, completed: 0, tokensSent: 0, byPath: {}, loads: 0, loadMs: 0 });
           return this.json(res, 200, this.stats);
         case '/_sim/gaps': {
           const gaps = this.idleGaps.splice(0);
@@ -367,8 +386,38 @@ export class Simulator extends EventEmitter {
   private psModels() {
     const now = Date.now();
     return [...this.loaded.entries()]
-      .sort((a, b) => b[1] - a[1])
-      .map(([name, until]) => psEntry(this.models.get(name)!, new Date(Math.max(until, now))));
+      .sort((a, b) => b[1].until - a[1].until)
+      .map(([name, l]) => psEntry(this.models.get(name)!, new Date(Math.max(l.until, now))));
+  }
+
+  /**
+   * Make sure the model is loaded with these runner options; returns the load time in ns. One
+   * load at a time; loading past `maxLoaded` evicts the least recently used model.
+   */
+  private async ensureLoaded(name: string, runner: string, signal: AbortSignal): Promise<number> {
+    const hit = this.loaded.get(name);
+    if (hit && hit.runner === runner) {
+      hit.lastUsed = performance.now();
+      hit.until = Date.now() + 300_000;
+      return 1_200_000;
+    }
+    const turn = this.loading.then(async () => {
+      const again = this.loaded.get(name);
+      if (again && again.runner === runner) return 1_200_000;
+      this.loaded.delete(name);
+      while (this.loaded.size >= Math.max(1, this.maxLoaded)) {
+        const lru = [...this.loaded.entries()].sort((a, b) => a[1].lastUsed - b[1].lastUsed)[0]!;
+        this.loaded.delete(lru[0]);
+      }
+      const t0 = performance.now();
+      await sleep(this.loadMs, signal);
+      this.loaded.set(name, { until: Date.now() + 300_000, runner, lastUsed: performance.now() });
+      this.stats.loads++;
+      this.stats.loadMs += performance.now() - t0;
+      return Math.round((performance.now() - t0) * 1e6);
+    });
+    this.loading = turn.catch(() => undefined);
+    return turn;
   }
 
   private show(_req: IncomingMessage, res: ServerResponse, body: Json | undefined): void {
@@ -436,14 +485,15 @@ export class Simulator extends EventEmitter {
       try {
         await this.gate(signal);
         if (!alive()) return;
+        const loadNs = await this.ensureLoaded(m.name, runnerKey(body?.['options'] as Json | undefined), signal);
+        if (!alive()) return;
         await sleep(this.ttftMs, signal);
         if (!alive()) return;
-        this.loaded.set(m.name, Date.now() + 300_000);
         const vectors = inputs.map((s) => vector(s, 8));
         const tokens = inputs.reduce((n, s) => n + Math.max(1, Math.ceil(s.length / 4)), 0);
         const total = Number(process.hrtime.bigint() - t0);
         if (kind === 'embeddings') this.json(res, 200, { embedding: vectors[0] });
-        else if (kind === 'embed') this.json(res, 200, { model: name, embeddings: vectors, total_duration: total, load_duration: 1_000_000, prompt_eval_count: tokens });
+        else if (kind === 'embed') this.json(res, 200, { model: name, embeddings: vectors, total_duration: total, load_duration: loadNs, prompt_eval_count: tokens });
         else
           this.json(
             res,
@@ -545,14 +595,16 @@ export class Simulator extends EventEmitter {
           await untilClosed(res);
           return;
         }
-        await sleep(this.ttftMs, signal);
-        if (!alive()) return;
         if (this.faults.status500) {
           this.error(res, seen.path, 500, 'llama runner process has terminated: exit status 2');
           return;
         }
-        this.loaded.set(m.name, Date.now() + 300_000);
-        const promptNs = Number(process.hrtime.bigint() - t0);
+        format.loadNs = await this.ensureLoaded(m.name, runnerKey(options), signal);
+        if (!alive()) return;
+        const promptStart = process.hrtime.bigint();
+        await sleep(this.ttftMs, signal);
+        if (!alive()) return;
+        const promptNs = Number(process.hrtime.bigint() - promptStart);
         const evalStart = process.hrtime.bigint();
         if (!stream) {
           for (let i = 1; i < count; i++) {
@@ -607,6 +659,8 @@ export class Simulator extends EventEmitter {
 /** The wire format of one kind of generation, chunk by chunk (ollama-api.md §1a–1c). */
 class ChunkFormat {
   private readonly id = Math.floor(Math.random() * 999);
+  /** how long the model took to load for this request, ns */
+  loadNs = 1_200_000;
   private readonly created = Math.floor(Date.now() / 1000);
 
   constructor(
@@ -645,7 +699,7 @@ class ChunkFormat {
   private metrics(count: number, totalNs: number, promptNs: number, evalNs: number) {
     return {
       total_duration: totalNs,
-      load_duration: 1_200_000,
+      load_duration: this.loadNs,
       prompt_eval_count: this.promptTokens,
       prompt_eval_duration: promptNs,
       eval_count: count,
