@@ -9,9 +9,9 @@
 //                gateway vs direct; gateway memory per open stream.
 //   4. cancel:   client disconnect to the backend seeing it (or, queued, to the gateway dropping
 //                the job), in each phase.
-//   6. models:   a mixed-model trace (3 models, 4 backends that keep 1 loaded, 2 s cold loads):
+//   5. models:   a mixed-model trace (3 models, 4 backends that keep 1 loaded, 2 s cold loads):
 //                total time and time spent loading, warm-first against plain round robin.
-//   5. bodies:   event-loop delay of the gateway while 8 MiB bodies flow beside the streams,
+//   6. bodies:   event-loop delay of the gateway while 8 MiB bodies flow beside the streams,
 //                with the piscina worker on and off.
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -402,7 +402,7 @@ function markdown(r: Record<string, any>): string {
   const m = r['models'];
   if (m) {
     lines.push(
-      `## 6. Mixed-model trace: ${m.params.jobs} jobs, ${m.params.models} models, ${m.params.backends} backends that keep 1 model loaded, ${m.params.loadMs / 1000} s cold loads, ${m.params.concurrency} clients`,
+      `## 5. Mixed-model trace: ${m.params.jobs} jobs, ${m.params.models} models, ${m.params.backends} backends that keep 1 model loaded, ${m.params.loadMs / 1000} s cold loads, ${m.params.concurrency} clients`,
       '',
       '| figure | warm-first | round robin |',
       '| --- | --- | --- |',
@@ -417,7 +417,7 @@ function markdown(r: Record<string, any>): string {
   const b = r['bodies'];
   if (b) {
     lines.push(
-      `## 5. Event-loop delay with ${b.params.bodyMiB} MiB bodies beside ${b.params.streams} streams`,
+      `## 6. Event-loop delay with ${b.params.bodyMiB} MiB bodies beside ${b.params.streams} streams`,
       '',
       '| figure | piscina on | piscina off |',
       '| --- | --- | --- |',

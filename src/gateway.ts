@@ -93,6 +93,7 @@ export class Gateway {
       {
         dispatched: (ctx) => this.track(proxy.dispatched(ctx)),
         passthrough: (ctx) => this.track(proxy.passthrough(ctx)),
+        management: (ctx) => this.track(proxy.management(ctx)),
         gateway: (ctx) => this.answerOwnRoute(ctx),
         catalog: (ctx) => catalogRoutes.answer(ctx),
         draining: () => this.stopping !== undefined,

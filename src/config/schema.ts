@@ -67,6 +67,11 @@ export const fileSchema = z.strictObject({
       healthy_after: whole(1, 100).default(2),
     })
     .prefault({}),
+  management: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+    })
+    .prefault({}),
   routing: z
     .strictObject({
       warm_first: z.boolean().default(true),
@@ -135,6 +140,7 @@ export interface GatewayConfig {
     readonly unhealthyAfter: number;
     readonly healthyAfter: number;
   };
+  readonly management: { readonly enabled: boolean };
   readonly routing: { readonly warmFirst: boolean; readonly warmSkewMs: number };
   readonly catalog: { readonly intervalMs: number; readonly timeoutMs: number };
   readonly retry: { readonly maxAttempts: number };
@@ -185,6 +191,7 @@ export function freezeConfig(f: FileConfig): GatewayConfig {
       unhealthyAfter: f.health.unhealthy_after,
       healthyAfter: f.health.healthy_after,
     },
+    management: { enabled: f.management.enabled },
     routing: { warmFirst: f.routing.warm_first, warmSkewMs: ms(f.routing.warm_skew_seconds) },
     catalog: { intervalMs: ms(f.catalog.interval_seconds), timeoutMs: ms(f.catalog.timeout_seconds) },
     retry: { maxAttempts: f.retry.max_attempts },

@@ -16,7 +16,7 @@ const HOP_BY_HOP = new Set([
 ]);
 
 // Not hop-by-hop, but the gateway sets these itself on the way up.
-const NOT_FORWARDED_UP = new Set(['host', 'content-length', 'expect', 'x-request-id']);
+const NOT_FORWARDED_UP = new Set(['host', 'content-length', 'expect', 'x-request-id', 'x-gateway-backend']);
 
 function connectionTokens(h: IncomingHttpHeaders): Set<string> | undefined {
   const c = h['connection'];

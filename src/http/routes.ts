@@ -4,7 +4,7 @@
 // cheap and must never wait behind a generation); the gateway answers its own routes; anything
 // else is a 404.
 
-export type RouteKind = 'gateway' | 'catalog' | 'dispatch' | 'passthrough' | 'not_found';
+export type RouteKind = 'gateway' | 'catalog' | 'dispatch' | 'management' | 'passthrough' | 'not_found';
 
 export const DISPATCHED_PATHS: ReadonlySet<string> = new Set([
   '/api/generate',
@@ -23,10 +23,14 @@ export const GATEWAY_PATHS: ReadonlySet<string> = new Set(['/healthz']);
 /** Answered from the gateway's view of the fleet, no backend asked, no slot taken. */
 export const CATALOG_PATHS: ReadonlySet<string> = new Set(['/', '/api/version', '/api/tags', '/api/ps', '/v1/models']);
 
+/** Model management: changes what a backend holds; off unless enabled, and aimed at one backend. */
+export const MANAGEMENT_PATHS: ReadonlySet<string> = new Set(['/api/pull', '/api/push', '/api/create', '/api/copy', '/api/delete']);
+
 export function classifyRoute(method: string, path: string): RouteKind {
   if (GATEWAY_PATHS.has(path)) return 'gateway';
   if ((method === 'GET' || method === 'HEAD') && (CATALOG_PATHS.has(path) || path.startsWith('/v1/models/'))) return 'catalog';
   if (method === 'POST' && DISPATCHED_PATHS.has(path)) return 'dispatch';
+  if (MANAGEMENT_PATHS.has(path) || path.startsWith('/api/blobs/')) return 'management';
   if (path === '/' || path.startsWith('/api/') || path.startsWith('/v1/')) return 'passthrough';
   return 'not_found';
 }

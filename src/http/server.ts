@@ -13,6 +13,7 @@ import { classifyRoute } from './routes.js';
 export interface FrontHandlers {
   dispatched(ctx: RequestContext): Promise<void>;
   passthrough(ctx: RequestContext): Promise<void>;
+  management(ctx: RequestContext): Promise<void>;
   /** the gateway's own routes (`/healthz`) */
   gateway(ctx: RequestContext): void;
   /** the fleet's catalog (`/api/tags`, `/v1/models`, ...) */
@@ -56,6 +57,9 @@ async function handle(req: IncomingMessage, res: ServerResponse, h: FrontHandler
         break;
       case 'passthrough':
         await h.passthrough(ctx);
+        break;
+      case 'management':
+        await h.management(ctx);
         break;
       case 'not_found':
         throw new GatewayError('not_found', `404 page not found: ${ctx.path}`);

@@ -70,6 +70,36 @@ export class Proxy {
     await this.forward(ctx, send, (tried) => this.anyInRotation(tried, model), (b) => b.aux, model);
   }
 
+  /**
+   * Model management (pull, push, create, copy, delete, blobs): off unless enabled; on a fleet
+   * of several backends the request names its backend with `X-Gateway-Backend`, so that a blob
+   * upload and the create that uses it meet on the same box. Never retried elsewhere.
+   */
+  async management(ctx: RequestContext): Promise<void> {
+    if (!this.deps.config().management.enabled) {
+      throw new GatewayError('management_disabled', 'model management (pull, push, create, copy, delete, blobs) is disabled on this gateway (management.enabled)');
+    }
+    const named = ctx.req.headers['x-gateway-backend'];
+    const inRotation = this.deps.registry.all.filter((b) => b.inRotation);
+    let target: Backend | undefined;
+    if (typeof named === 'string') {
+      target = inRotation.find((b) => b.name === named);
+      if (!target) throw new GatewayError('backend_not_found', `no backend named '${named}' is in rotation`);
+    } else if (this.deps.registry.all.length === 1) {
+      target = inRotation[0];
+      if (!target) throw new GatewayError('no_healthy_backend', 'no healthy backend');
+    } else {
+      throw new GatewayError('backend_required', `this gateway has ${this.deps.registry.all.length} backends: name one with the X-Gateway-Backend header (${this.deps.registry.all.map((b) => b.name).join(', ')})`);
+    }
+    const body = await readBody(ctx.req, this.deps.config().limits.maxBodyBytes);
+    ctx.record.bytesIn = body.length;
+    const chosen = target;
+    const send = body.length > 0 || !(ctx.record.method === 'GET' || ctx.record.method === 'HEAD') ? body : undefined;
+    await this.forward(ctx, send, (tried) => (tried.has(chosen) ? Promise.reject(new GatewayError('no_healthy_backend', 'no healthy backend')) : Promise.resolve({ backend: chosen, queuedMs: 0, release: () => {} })), (b) => b.aux);
+    // what it holds has changed
+    if (!ctx.path.startsWith('/api/blobs/') && ctx.record.status >= 200 && ctx.record.status < 300) void this.deps.refreshCatalog(chosen);
+  }
+
   private anyInRotation(tried: ReadonlySet<Backend>, model: string | undefined): Promise<Lease<Backend>> {
     const list = this.deps.registry.all;
     for (let i = 0; i < list.length; i++) {

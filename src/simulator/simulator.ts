@@ -269,6 +269,8 @@ export class Simulator extends EventEmitter {
       '/api/chat': { POST: (q, r, b, s) => this.generate(q, r, b, s, 'chat') },
       '/api/embed': { POST: (q, r, b, s) => this.embed(q, r, b, s, 'embed') },
       '/api/embeddings': { POST: (q, r, b, s) => this.embed(q, r, b, s, 'embeddings') },
+      '/api/pull': { POST: (_q, r, b) => this.pull(r, b) },
+      '/api/delete': { DELETE: (_q, r, b) => this.remove(r, b) },
       '/v1/chat/completions': { POST: (q, r, b, s) => this.generate(q, r, b, s, 'openai-chat') },
       '/v1/completions': { POST: (q, r, b, s) => this.generate(q, r, b, s, 'openai-completion') },
       '/v1/embeddings': { POST: (q, r, b, s) => this.embed(q, r, b, s, 'openai') },
@@ -300,7 +302,7 @@ export class Simulator extends EventEmitter {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       let body: Json | undefined;
-      if (req.method === 'POST') {
+      if (req.method === 'POST' || req.method === 'DELETE') {
         const raw = Buffer.concat(chunks).toString('utf8');
         if (raw.length === 0) return this.error(res, path, 400, 'missing request body');
         try {
@@ -425,6 +427,27 @@ export class Simulator extends EventEmitter {
     const m = this.models.get(fullName(name));
     if (!m) return this.json(res, 404, { error: `model '${name}' not found` });
     this.json(res, 200, showBody(m));
+  }
+
+  /** `/api/pull`: progress as NDJSON (stream defaults on), then the model is there. */
+  private pull(res: ServerResponse, body: Json | undefined): void {
+    const name = typeof body?.['model'] === 'string' ? body['model'] : typeof body?.['name'] === 'string' ? body['name'] : '';
+    if (!name) return this.json(res, 400, { error: 'model is required' });
+    this.models.set(fullName(name), makeModel(name, new Date().toISOString()));
+    const steps = [{ status: 'pulling manifest' }, { status: 'verifying sha256 digest' }, { status: 'writing manifest' }, { status: 'success' }];
+    if (body?.['stream'] === false) return this.json(res, 200, { status: 'success' });
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    for (const step of steps) res.write(`${JSON.stringify(step)}\n`);
+    res.end();
+  }
+
+  /** `DELETE /api/delete` with a JSON body: 200 and an empty body, or 404. */
+  private remove(res: ServerResponse, body: Json | undefined): void {
+    const name = typeof body?.['model'] === 'string' ? body['model'] : typeof body?.['name'] === 'string' ? body['name'] : '';
+    if (!this.models.delete(fullName(name))) return this.json(res, 404, { error: `model '${name}' not found` });
+    this.loaded.delete(fullName(name));
+    res.writeHead(200, { 'content-length': 0 });
+    res.end();
   }
 
   private openAIModel(res: ServerResponse, id: string): void {

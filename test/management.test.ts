@@ -1,0 +1,50 @@
+// Model management through the gateway: off by default, aimed at one named backend, and the
+// catalog follows what it changed.
+import { Ollama } from 'ollama';
+import t from 'tap';
+import { request } from 'undici';
+import { get, post, startGateway, startSims } from './helpers.js';
+
+t.test('off by default: 403 in Ollama\'s shape, nothing reaches a backend', async (t) => {
+  const [sim] = await startSims(t, 1);
+  const { url } = await startGateway(t, [sim!]);
+  const r = await post(url, '/api/pull', { model: 'phi4' });
+  t.equal(r.status, 403);
+  t.match(r.json(), { error: /management .* is disabled/ });
+  t.equal(sim!.stats.byPath['/api/pull'], undefined);
+});
+
+t.test('on: several backends need X-Gateway-Backend; the named one gets it; the catalog follows', async (t) => {
+  const sims = await startSims(t, 2);
+  const { url, gateway } = await startGateway(t, sims, { management: 'yes' });
+  const unnamed = await post(url, '/api/pull', { model: 'phi4' });
+  t.equal(unnamed.status, 400);
+  t.match(unnamed.json(), { error: /X-Gateway-Backend.*sim1, sim2/ });
+  const unknown = await post(url, '/api/pull', { model: 'phi4' }, { headers: { 'x-gateway-backend': 'nope' } });
+  t.equal(unknown.status, 404);
+  const pulled = await post(url, '/api/pull', { model: 'phi4' }, { headers: { 'x-gateway-backend': 'sim2' } });
+  t.equal(pulled.status, 200);
+  t.match(pulled.text.trim().split('\n').pop()!, /"status":"success"/);
+  t.equal(sims[1]!.stats.byPath['/api/pull'], 1);
+  t.equal(sims[0]!.stats.byPath['/api/pull'], undefined);
+  t.notOk('x-gateway-backend' in sims[1]!.seen.find((r) => r.path === '/api/pull')!.headers, 'the routing header stays at the gateway');
+  await gateway.catalogs.refresh(gateway.registry.byName('sim2')!);
+  t.ok((await get(url, '/api/tags')).json<{ models: { name: string }[] }>().models.some((m) => m.name === 'phi4:latest'), 'the pulled model joins the catalog');
+  const del = await request(`${url}/api/delete`, { method: 'DELETE', body: JSON.stringify({ model: 'phi4' }), headers: { 'x-gateway-backend': 'sim2' } });
+  t.equal(del.statusCode, 200);
+  await del.body.dump();
+  await gateway.catalogs.refresh(gateway.registry.byName('sim2')!);
+  t.notOk((await get(url, '/api/tags')).json<{ models: { name: string }[] }>().models.some((m) => m.name === 'phi4:latest'), 'and leaves it when deleted');
+});
+
+t.test('on, one backend: the ollama client pulls and deletes as against Ollama', async (t) => {
+  const [sim] = await startSims(t, 1);
+  const { url } = await startGateway(t, [sim!], { management: 'yes' });
+  const ollama = new Ollama({ host: url });
+  const statuses: string[] = [];
+  for await (const p of await ollama.pull({ model: 'gemma3:1b', stream: true })) statuses.push(p.status);
+  t.equal(statuses[statuses.length - 1], 'success');
+  t.ok(sim!.models.has('gemma3:1b'));
+  await ollama.delete({ model: 'gemma3:1b' });
+  t.notOk(sim!.models.has('gemma3:1b'));
+});
