@@ -35,8 +35,8 @@ t.test('defaults, and the backends from a comma list', async (t) => {
   const cfg = loadConfig({ env: { GATEWAY_BACKENDS: 'http://a:11434, gpu2=http://b:11434/' } });
   t.same(cfg.listen, { host: '127.0.0.1', port: 8080 });
   t.same(cfg.backends, [
-    { name: 'a:11434', url: 'http://a:11434', slots: 1 },
-    { name: 'gpu2', url: 'http://b:11434', slots: 1 },
+    { name: 'a:11434', url: 'http://a:11434', slots: 1, type: 'ollama', healthPath: undefined },
+    { name: 'gpu2', url: 'http://b:11434', slots: 1, type: 'ollama', healthPath: undefined },
   ]);
   t.match(cfg, { queue: { size: 100, maxWaitMs: 0 }, limits: { maxBodyBytes: 32 * 1024 * 1024 }, timeouts: { headersMs: 600_000 }, drainMs: 30_000 });
   t.ok(Object.isFrozen(cfg) && Object.isFrozen(cfg.queue) && Object.isFrozen(cfg.backends[0]), 'frozen all the way down');
@@ -46,8 +46,8 @@ t.test('flags override the environment, which overrides the file, which override
   const file = tmpFile(t, 'listen: 0.0.0.0:9000\nqueue:\n  size: 5\n  max_wait_seconds: 7\nslots_per_backend: 2\nbackends:\n  - url: http://file:1\n    name: f\n    slots: 4\n  - url: http://file:2\n');
   const onlyFile = loadConfig({ file, env: {} });
   t.same(onlyFile.backends, [
-    { name: 'f', url: 'http://file:1', slots: 4 },
-    { name: 'file:2', url: 'http://file:2', slots: 2 },
+    { name: 'f', url: 'http://file:1', slots: 4, type: 'ollama', healthPath: undefined },
+    { name: 'file:2', url: 'http://file:2', slots: 2, type: 'ollama', healthPath: undefined },
   ]);
   t.equal(onlyFile.queue.size, 5);
   const env = { GATEWAY_QUEUE_SIZE: '50', GATEWAY_MAX_QUEUE_WAIT_SECONDS: '1.5', GATEWAY_LISTEN: '127.0.0.1:9001' };
@@ -58,7 +58,7 @@ t.test('flags override the environment, which overrides the file, which override
   const withFlags = loadConfig({ file, env, flags: { queueSize: '60', backends: 'http://flag:1' } });
   t.equal(withFlags.queue.size, 60);
   t.equal(withFlags.queue.maxWaitMs, 1500, 'env still wins over the file where no flag is given');
-  t.same(withFlags.backends, [{ name: 'flag:1', url: 'http://flag:1', slots: 2 }]);
+  t.same(withFlags.backends, [{ name: 'flag:1', url: 'http://flag:1', slots: 2, type: 'ollama', healthPath: undefined }]);
   const viaEnvFile = loadConfig({ env: { GATEWAY_CONFIG: file } });
   t.equal(viaEnvFile.queue.size, 5, 'GATEWAY_CONFIG names the file');
 });
@@ -105,7 +105,7 @@ t.test('CLI: --version, --help, check-config, and one-line errors', async (t) =>
   for (const o of OPTIONS) t.match(help.stdout, o.flag.split(' ')[0]!, `serve --help shows ${o.flag}`);
   const ok = await cli(['check-config', join(ROOT, 'gateway.example.yaml')]);
   t.equal(ok.code, 0);
-  t.match(ok.stdout, /ok \(2 backend/);
+  t.match(ok.stdout, /ok \(3 backend/);
   const bad = await cli(['check-config', tmpFile(t, 'backends: []\nfoo: 1\n')]);
   t.equal(bad.code, 1);
   t.match(bad.stderr, /:1:11: backends: /);

@@ -51,12 +51,18 @@ export interface GatewayFixture {
 }
 
 /** A gateway in front of `sims`; `flags` as the CLI takes them (camelCase keys, string values). */
-export async function startGateway(t: Teardown, sims: readonly Simulator[], flags: Record<string, string> = {}, extra: { file?: string } = {}): Promise<GatewayFixture> {
+export async function startGateway(
+  t: Teardown,
+  sims: readonly Simulator[],
+  flags: Record<string, string> = {},
+  extra: { file?: string | undefined; backendsFromFile?: boolean } = {},
+): Promise<GatewayFixture> {
   const logs = new LogCapture();
+  const backends = extra.backendsFromFile ? {} : { backends: sims.map((s, i) => `sim${i + 1}=${s.url}`).join(',') };
   const config = loadConfig({
     ...(extra.file ? { file: extra.file } : {}),
     env: {},
-    flags: { backends: sims.map((s, i) => `sim${i + 1}=${s.url}`).join(','), listen: '127.0.0.1:0', healthIntervalSeconds: '30', ...flags },
+    flags: { ...backends, listen: '127.0.0.1:0', healthIntervalSeconds: '30', ...flags },
   });
   const logger = pino({ level: 'debug', base: undefined }, logs);
   const gateway = await Gateway.start({ config, logger });

@@ -5,18 +5,22 @@ import type { Backend } from '../backends/backend.js';
 import type { PsEntry, TagEntry } from '../backends/catalog.js';
 import { fullName } from '../models/name.js';
 
-/** Backends whose catalog speaks for the fleet: in rotation, and polled at least once. */
-function speaking(backends: readonly Backend[]): Backend[] {
-  return backends.filter((b) => b.inRotation && b.catalog.known);
+/**
+ * Backends whose catalog speaks for the fleet: in rotation, and polled at least once. The
+ * native lists (`/api/tags`, `/api/ps`) show only Ollama backends, whose models `/api/chat` can
+ * reach; `/v1/models` shows OpenAI-compatible ones too.
+ */
+function speaking(backends: readonly Backend[], api: 'ollama' | 'openai' = 'ollama'): Backend[] {
+  return backends.filter((b) => b.inRotation && b.catalog.known && b.speaks(api));
 }
 
 /** Same name on two backends with different digests: worth a log line, once. */
 export type DigestConflict = (name: string, digests: string[]) => void;
 
-export function fleetTags(backends: readonly Backend[], onConflict?: DigestConflict): { models: TagEntry[] } {
+export function fleetTags(backends: readonly Backend[], onConflict?: DigestConflict, api: 'ollama' | 'openai' = 'ollama'): { models: TagEntry[] } {
   const byName = new Map<string, TagEntry>();
   const digests = new Map<string, Set<string>>();
-  for (const b of speaking(backends)) {
+  for (const b of speaking(backends, api)) {
     for (const [name, entry] of b.catalog.models) {
       if (!byName.has(name)) byName.set(name, entry);
       if (typeof entry.digest === 'string') {
@@ -59,13 +63,12 @@ function toOpenAI(m: TagEntry): OpenAIModel {
 
 /** `data` is a list, empty rather than null when there is nothing (unlike Ollama's own). */
 export function fleetOpenAIModels(backends: readonly Backend[]): { object: 'list'; data: OpenAIModel[] } {
-  return { object: 'list', data: fleetTags(backends).models.map(toOpenAI) };
+  return { object: 'list', data: fleetTags(backends, undefined, 'openai').models.map(toOpenAI) };
 }
 
 export function fleetOpenAIModel(backends: readonly Backend[], id: string): OpenAIModel | undefined {
-  const want = fullName(id);
-  for (const b of speaking(backends)) {
-    const m = b.catalog.models.get(want);
+  for (const b of speaking(backends, 'openai')) {
+    const m = b.catalog.models.get(b.type === 'ollama' ? fullName(id) : id);
     if (m) return toOpenAI(m);
   }
   return undefined;
@@ -81,7 +84,7 @@ function versionParts(v: string): number[] | undefined {
 export function fleetVersion(backends: readonly Backend[]): string | undefined {
   let lowest: { text: string; parts: number[] } | undefined;
   for (const b of backends) {
-    if (!b.inRotation || b.catalog.version === undefined) continue;
+    if (!b.inRotation || b.type !== 'ollama' || b.catalog.version === undefined) continue;
     const parts = versionParts(b.catalog.version);
     if (!parts) continue;
     const text = parts.join('.');

@@ -3,7 +3,7 @@
 // Everything else (catalog calls, pulls) uses `aux`, and health probes use `probe`, so neither
 // ever waits behind a long generation.
 import { Client, Pool } from 'undici';
-import type { BackendConfig, GatewayConfig } from '../config/schema.js';
+import type { BackendConfig, BackendType, GatewayConfig } from '../config/schema.js';
 import { ModelCatalog } from './catalog.js';
 import { HealthState, type HealthSignal, type Transition } from './health-state.js';
 
@@ -30,6 +30,8 @@ function poolOptions(cfg: GatewayConfig, connections: number): Pool.Options {
 export class Backend {
   readonly name: string;
   readonly url: string;
+  readonly type: BackendType;
+  readonly healthPath: string | undefined;
   slots: number;
   /** jobs holding one of this backend's slots (the dispatcher's count) */
   inFlight = 0;
@@ -40,7 +42,7 @@ export class Backend {
   readonly probe: Client;
   readonly health: HealthState;
   /** the models it holds and has loaded, as its last catalog poll saw them */
-  readonly catalog = new ModelCatalog();
+  readonly catalog: ModelCatalog;
   readonly pending = new Set<PendingAttempt>();
   private readonly onTransition: TransitionListener;
   private oldPools: Pool[] = [];
@@ -48,6 +50,9 @@ export class Backend {
   constructor(bc: BackendConfig, cfg: GatewayConfig, onTransition: TransitionListener) {
     this.name = bc.name;
     this.url = bc.url;
+    this.type = bc.type;
+    this.healthPath = bc.healthPath;
+    this.catalog = new ModelCatalog(bc.type);
     this.slots = bc.slots;
     this.onTransition = onTransition;
     this.pool = new Pool(bc.url, poolOptions(cfg, bc.slots));
@@ -68,6 +73,11 @@ export class Backend {
   /** Can the dispatcher hand this backend a new job right now? */
   get available(): boolean {
     return this.health.healthy && !this.retiring && this.inFlight < this.slots;
+  }
+
+  /** Can it answer this API? Ollama speaks both; an OpenAI-compatible server only `/v1`. */
+  speaks(api: 'ollama' | 'openai'): boolean {
+    return this.type === 'ollama' || api === 'openai';
   }
 
   /** Might it serve this model? (Before its first catalog poll: yes.) */

@@ -4,6 +4,7 @@
 // never turn a good request into a 404.
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
+import type { BackendType } from '../config/schema.js';
 import { fullName } from '../models/name.js';
 
 export interface TagEntry {
@@ -21,6 +22,13 @@ export interface PsEntry {
 }
 
 export class ModelCatalog {
+  constructor(private readonly type: BackendType = 'ollama') {}
+
+  /** Ollama's `llama3.2` is `llama3.2:latest`; an OpenAI-compatible server's ids are taken as they are. */
+  private key(model: string): string {
+    return this.type === 'ollama' ? fullName(model) : model;
+  }
+
   /** has a poll answered yet? */
   known = false;
   models = new Map<string, TagEntry>();
@@ -56,7 +64,7 @@ export class ModelCatalog {
   /** Might this backend serve `model`? (unknown catalog: yes) */
   serves(model: string | undefined): boolean {
     if (model === undefined || !this.known) return true;
-    return this.models.has(fullName(model));
+    return this.models.has(this.key(model));
   }
 
   /** Poll the backend once; keeps the last good view when a call fails. */
@@ -69,14 +77,32 @@ export class ModelCatalog {
       }
       return (await res.body.json()) as T;
     };
+    const failed = (err: unknown) => {
+      this.lastError = String(err);
+      log.debug({ backend: backendName, err: this.lastError }, 'catalog poll failed: keeping the last view');
+    };
+    if (this.type === 'openai') {
+      // vLLM, llama.cpp's server, LM Studio: the model list is all there is
+      try {
+        const list = await get<{ data?: { id?: unknown; created?: unknown }[] | null }>('/v1/models');
+        const models = (list.data ?? []).filter((m): m is { id: string; created?: unknown } => typeof m?.id === 'string');
+        this.models = new Map(
+          models.map((m) => [m.id, { name: m.id, model: m.id, modified_at: typeof m.created === 'number' ? new Date(m.created * 1000).toISOString() : undefined }]),
+        );
+        this.known = true;
+        this.lastError = undefined;
+      } catch (err) {
+        failed(err);
+      }
+      return;
+    }
     const [tags, ps, version] = await Promise.allSettled([get<{ models?: TagEntry[] | null }>('/api/tags'), get<{ models?: PsEntry[] | null }>('/api/ps'), get<{ version?: string }>('/api/version')]);
     if (tags.status === 'fulfilled') {
       this.models = new Map((tags.value.models ?? []).filter((m) => typeof m?.name === 'string').map((m) => [fullName(m.name), m]));
       this.known = true;
       this.lastError = undefined;
     } else {
-      this.lastError = String(tags.reason);
-      log.debug({ backend: backendName, err: this.lastError }, 'catalog poll failed: keeping the last view');
+      failed(tags.reason);
     }
     if (ps.status === 'fulfilled') {
       this.loaded = new Map((ps.value.models ?? []).filter((m) => typeof m?.name === 'string').map((m) => [fullName(m.name), m]));

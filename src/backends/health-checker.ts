@@ -51,7 +51,8 @@ export class HealthChecker {
 
   /** One probe; exported for tests through `probe()` on the gateway. */
   async probeOnce(b: Backend): Promise<boolean> {
-    const { path, timeoutMs } = this.registry.config.health;
+    const { timeoutMs } = this.registry.config.health;
+    const path = b.healthPath ?? (b.type === 'openai' ? '/v1/models' : this.registry.config.health.path);
     try {
       const res = await b.probe.request({
         method: 'GET',

@@ -29,6 +29,8 @@ const urlSchema = z.string().refine(
 
 export const backendSchema = z.strictObject({
   url: urlSchema,
+  type: z.enum(['ollama', 'openai']).default('ollama'),
+  health_path: z.string().startsWith('/', 'must start with /').optional(),
   name: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:-]+$/, 'may hold letters, digits and _ . : - only').optional(),
   slots: whole(1, 65536).optional(),
 });
@@ -121,10 +123,16 @@ export const fileSchema = z.strictObject({
 
 export type FileConfig = z.infer<typeof fileSchema>;
 
+export type BackendType = 'ollama' | 'openai';
+
 export interface BackendConfig {
   readonly name: string;
   readonly url: string;
   readonly slots: number;
+  /** ollama: the native API and the OpenAI-compatible one; openai (vLLM, llama.cpp, LM Studio): `/v1` only */
+  readonly type: BackendType;
+  /** the probe path; default `health.path` for Ollama, `/v1/models` for OpenAI-compatible servers */
+  readonly healthPath: string | undefined;
 }
 
 export interface GatewayConfig {
@@ -171,7 +179,7 @@ export function freezeConfig(f: FileConfig): GatewayConfig {
   const backends = f.backends.map((b, i) => {
     const name = b.name ?? backendName(b.url, i, taken);
     taken.add(name);
-    return Object.freeze({ name, url: b.url.replace(/\/+$/, ''), slots: b.slots ?? f.slots_per_backend });
+    return Object.freeze({ name, url: b.url.replace(/\/+$/, ''), slots: b.slots ?? f.slots_per_backend, type: b.type, healthPath: b.health_path });
   });
   const ms = (s: number) => Math.round(s * 1000);
   return deepFreeze({

@@ -18,6 +18,8 @@ export interface DispatchTarget {
   serves(model: string | undefined): boolean;
   /** has this model (with these runner options) loaded */
   isWarm(key: string): boolean;
+  /** can answer this API (an OpenAI-compatible server answers only `/v1`) */
+  speaks(api: 'ollama' | 'openai'): boolean;
 }
 
 export interface Lease<T extends DispatchTarget> {
@@ -37,6 +39,16 @@ export interface AcquireOptions<T> {
   readonly model?: string | undefined;
   /** model and runner options: a backend with this loaded is preferred */
   readonly warmKey?: string | undefined;
+  /** which API the job speaks; only backends that answer it may take it (default: ollama) */
+  readonly api?: 'ollama' | 'openai';
+}
+
+/** What a job needs of a backend, beyond a free slot. */
+interface Needs<T> {
+  readonly exclude: ReadonlySet<T> | undefined;
+  readonly model: string | undefined;
+  readonly warmKey: string | undefined;
+  readonly api: 'ollama' | 'openai';
 }
 
 export interface DispatcherOptions {
@@ -51,10 +63,7 @@ export interface DispatcherOptions {
 
 export type DispatchEvent = 'queued' | 'dequeued' | 'queue_full' | 'queue_timeout' | 'cancelled_queued' | 'no_healthy_backend';
 
-interface Waiter<T extends DispatchTarget> {
-  readonly exclude: ReadonlySet<T> | undefined;
-  readonly model: string | undefined;
-  readonly warmKey: string | undefined;
+interface Waiter<T extends DispatchTarget> extends Needs<T> {
   readonly enqueuedAt: number;
   readonly resolve: (lease: Lease<T>) => void;
   readonly reject: (err: unknown) => void;
@@ -121,22 +130,23 @@ export class Dispatcher<T extends DispatchTarget> {
   /** Resolve with a lease on a free slot, now or after a wait in the queue. */
   acquire(options: AcquireOptions<T> = {}): Promise<Lease<T>> {
     const { cancel, exclude, model, warmKey } = options;
+    const needs: Needs<T> = { exclude, model, warmKey, api: options.api ?? 'ollama' };
     if (cancel?.aborted) return Promise.reject(clientClosed());
     if (this.closedWith) return Promise.reject(this.closedWith);
-    if (!this.anyInRotation(exclude, model)) {
+    if (!this.anyInRotation(needs)) {
       this.count('no_healthy_backend');
       return Promise.reject(new GatewayError('no_healthy_backend', model === undefined ? 'no healthy backend' : `no healthy backend has model '${model}'`));
     }
     // a job may only jump ahead of waiters when nobody is waiting (FIFO), or when every waiter
     // is barred from the free backend (they would not take it anyway)
-    const free = this.queue.size === 0 ? this.pickFree(exclude, model, warmKey) : undefined;
+    const free = this.queue.size === 0 ? this.pickFree(needs) : undefined;
     if (free) return Promise.resolve(this.lease(free, 0, warmKey));
     if (this.queue.size >= this.opts.queueSize) {
       this.count('queue_full');
       return Promise.reject(new GatewayError('queue_full', `server busy: all slots in use and the wait queue is full (${this.opts.queueSize})`));
     }
     return new Promise<Lease<T>>((resolve, reject) => {
-      const waiter: Waiter<T> = { exclude, model, warmKey, enqueuedAt: performance.now(), resolve, reject, timer: undefined, cleanup: undefined };
+      const waiter: Waiter<T> = { ...needs, enqueuedAt: performance.now(), resolve, reject, timer: undefined, cleanup: undefined };
       const node = this.queue.push(waiter);
       this.count('queued');
       if (this.opts.maxWaitMs > 0) {
@@ -168,7 +178,7 @@ export class Dispatcher<T extends DispatchTarget> {
       let head: QueueNode<Waiter<T>> | undefined;
       let b: T | undefined;
       for (const node of this.queue.nodes()) {
-        b = this.pickFree(node.value.exclude, node.value.model, node.value.warmKey);
+        b = this.pickFree(node.value);
         if (b) {
           head = node;
           break;
@@ -190,7 +200,7 @@ export class Dispatcher<T extends DispatchTarget> {
     for (const node of this.queue.nodes()) {
       const w = node.value;
       if (w.enqueuedAt - h.enqueuedAt > skew) break;
-      if (node !== head && w.warmKey !== undefined && b.isWarm(w.warmKey) && !w.exclude?.has(b) && b.serves(w.model)) return node;
+      if (node !== head && w.warmKey !== undefined && b.isWarm(w.warmKey) && this.fits(b, w)) return node;
     }
     return head;
   }
@@ -201,7 +211,7 @@ export class Dispatcher<T extends DispatchTarget> {
    */
   pruneStranded(): void {
     for (const node of this.queue.nodes()) {
-      if (!this.anyInRotation(node.value.exclude, node.value.model)) {
+      if (!this.anyInRotation(node.value)) {
         this.count('no_healthy_backend');
         this.evict(node, new GatewayError('no_healthy_backend', 'no healthy backend'));
       }
@@ -249,8 +259,13 @@ export class Dispatcher<T extends DispatchTarget> {
     return false;
   }
 
-  private anyInRotation(exclude: ReadonlySet<T> | undefined, model: string | undefined): boolean {
-    for (const b of this.targets()) if (b.inRotation && !exclude?.has(b) && b.serves(model)) return true;
+  /** In rotation, not already failed for this job, holds its model, speaks its API. */
+  private fits(b: T, n: Needs<T>): boolean {
+    return b.inRotation && !n.exclude?.has(b) && b.speaks(n.api) && b.serves(n.model);
+  }
+
+  private anyInRotation(n: Needs<T>): boolean {
+    for (const b of this.targets()) if (this.fits(b, n)) return true;
     return false;
   }
 
@@ -258,15 +273,15 @@ export class Dispatcher<T extends DispatchTarget> {
    * A free backend in rotation that this job may use: with warm-first, one that has its model
    * loaded if any does; otherwise round robin.
    */
-  private pickFree(exclude: ReadonlySet<T> | undefined, model: string | undefined, warmKey: string | undefined): T | undefined {
+  private pickFree(needs: Needs<T>): T | undefined {
     const list = this.targets();
     const n = list.length;
     let first: number | undefined;
     for (let i = 0; i < n; i++) {
       const idx = (this.cursor + i) % n;
       const b = list[idx]!;
-      if (!(b.inRotation && b.inFlight < b.slots && !exclude?.has(b) && b.serves(model))) continue;
-      if (!this.opts.warmFirst || warmKey === undefined || b.isWarm(warmKey)) {
+      if (b.inFlight >= b.slots || !this.fits(b, needs)) continue;
+      if (!this.opts.warmFirst || needs.warmKey === undefined || b.isWarm(needs.warmKey)) {
         this.cursor = (idx + 1) % n;
         return b;
       }

@@ -29,6 +29,10 @@ export interface ProxyDeps {
 
 type Acquire = (tried: ReadonlySet<Backend>) => Promise<Lease<Backend>>;
 
+function apiOf(path: string): 'ollama' | 'openai' {
+  return path.startsWith('/v1/') ? 'openai' : 'ollama';
+}
+
 /** Ollama's own words for a missing model, per route (shared/reference/ollama-api.md §3). */
 function modelNotFound(path: string, model: string): GatewayError {
   const message = path === '/api/embed' || path === '/api/embeddings' ? `model "${model}" not found, try pulling it first` : `model '${model}' not found`;
@@ -47,10 +51,11 @@ export class Proxy {
     const { facts, body } = await this.deps.inspector.inspect(raw);
     ctx.record.model = facts.model;
     const model = facts.model;
+    const api = apiOf(ctx.path);
     // no backend anywhere holds it: say so now rather than after a queue wait
-    if (model !== undefined && !this.deps.registry.all.some((b) => !b.retiring && b.serves(model))) throw modelNotFound(ctx.path, model);
+    if (model !== undefined && !this.deps.registry.all.some((b) => !b.retiring && b.speaks(api) && b.serves(model))) throw modelNotFound(ctx.path, model);
     const warmKey = model === undefined ? undefined : ModelCatalog.warmKey(model, facts.runner);
-    const acquire: Acquire = (tried) => this.deps.dispatcher.acquire({ cancel: ctx.clientGoneSignal, exclude: tried, model, warmKey });
+    const acquire: Acquire = (tried) => this.deps.dispatcher.acquire({ cancel: ctx.clientGoneSignal, exclude: tried, model, warmKey, api });
     await this.forward(ctx, body, acquire, (b) => b.pool, model);
   }
 
@@ -65,9 +70,10 @@ export class Proxy {
       // show goes to a backend that holds the model (and never queues behind generations)
       model = (await this.deps.inspector.inspect(body)).facts.model;
       ctx.record.model = model;
-      if (model !== undefined && !this.deps.registry.all.some((b) => !b.retiring && b.serves(model))) throw modelNotFound(ctx.path, model);
+      if (model !== undefined && !this.deps.registry.all.some((b) => !b.retiring && b.speaks('ollama') && b.serves(model))) throw modelNotFound(ctx.path, model);
     }
-    await this.forward(ctx, send, (tried) => this.anyInRotation(tried, model), (b) => b.aux, model);
+    const api = apiOf(ctx.path);
+    await this.forward(ctx, send, (tried) => this.anyInRotation(tried, model, api), (b) => b.aux, model);
   }
 
   /**
@@ -80,7 +86,7 @@ export class Proxy {
       throw new GatewayError('management_disabled', 'model management (pull, push, create, copy, delete, blobs) is disabled on this gateway (management.enabled)');
     }
     const named = ctx.req.headers['x-gateway-backend'];
-    const inRotation = this.deps.registry.all.filter((b) => b.inRotation);
+    const inRotation = this.deps.registry.all.filter((b) => b.inRotation && b.type === 'ollama');
     let target: Backend | undefined;
     if (typeof named === 'string') {
       target = inRotation.find((b) => b.name === named);
@@ -100,12 +106,12 @@ export class Proxy {
     if (!ctx.path.startsWith('/api/blobs/') && ctx.record.status >= 200 && ctx.record.status < 300) void this.deps.refreshCatalog(chosen);
   }
 
-  private anyInRotation(tried: ReadonlySet<Backend>, model: string | undefined): Promise<Lease<Backend>> {
+  private anyInRotation(tried: ReadonlySet<Backend>, model: string | undefined, api: 'ollama' | 'openai'): Promise<Lease<Backend>> {
     const list = this.deps.registry.all;
     for (let i = 0; i < list.length; i++) {
       const idx = (this.cursor + i) % list.length;
       const b = list[idx]!;
-      if (b.inRotation && !tried.has(b) && b.serves(model)) {
+      if (b.inRotation && !tried.has(b) && b.speaks(api) && b.serves(model)) {
         this.cursor = (idx + 1) % list.length;
         return Promise.resolve({ backend: b, queuedMs: 0, release: () => {} });
       }
@@ -156,7 +162,7 @@ export class Proxy {
           continue;
         }
         b.success('traffic');
-        if (up.statusCode === 404 && model !== undefined && attempt < maxAttempts && this.othersServe(b, tried, model)) {
+        if (up.statusCode === 404 && model !== undefined && attempt < maxAttempts && this.othersServe(b, tried, model, apiOf(ctx.path))) {
           // it does not hold the model after all (its catalog was stale): look again, go elsewhere
           await up.body.dump().catch(() => undefined);
           up.done();
@@ -172,8 +178,8 @@ export class Proxy {
     }
   }
 
-  private othersServe(b: Backend, tried: ReadonlySet<Backend>, model: string): boolean {
-    return this.deps.registry.all.some((x) => x !== b && x.inRotation && !tried.has(x) && x.serves(model));
+  private othersServe(b: Backend, tried: ReadonlySet<Backend>, model: string, api: 'ollama' | 'openai'): boolean {
+    return this.deps.registry.all.some((x) => x !== b && x.inRotation && !tried.has(x) && x.speaks(api) && x.serves(model));
   }
 
   private async respond(ctx: RequestContext, b: Backend, up: UpstreamResponse): Promise<void> {

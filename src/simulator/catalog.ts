@@ -18,8 +18,8 @@ export interface SimModel {
 }
 
 
-export function makeModel(name: string, modifiedAt = '2025-06-01T10:00:00.000000000Z'): SimModel {
-  const full = fullName(name);
+export function makeModel(name: string, modifiedAt = '2025-06-01T10:00:00.000000000Z', tagged = true): SimModel {
+  const full = tagged ? fullName(name) : name;
   const base = full.split(':')[0]!.split('/').pop()!;
   const embedding = /embed|bge|minilm/i.test(base);
   const sizeMatch = /(\d+(?:\.\d+)?)b/i.exec(full);

@@ -28,7 +28,11 @@ export interface SimulatorOptions {
   readonly maxLoaded?: number;
   /** how long a cold model load takes, ms (one load at a time, as in Ollama) */
   readonly loadMs?: number;
+  /** 'openai': behave as an OpenAI-compatible server (vLLM): `/v1/*` and `/health` only */
+  readonly flavor?: 'ollama' | 'openai';
 }
+
+const OPENAI_SERVER_PATHS = new Set(['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/models', '/health']);
 
 interface LoadedModel {
   until: number;
@@ -123,6 +127,7 @@ export class Simulator extends EventEmitter {
   maxLoaded: number;
   loadMs: number;
   private loading: Promise<unknown> = Promise.resolve();
+  readonly flavor: 'ollama' | 'openai';
   /** when the last generation ended with none left open (performance.now()), for idle gaps */
   private idleSince: number | undefined;
   /** ms between the end of one generation and the arrival of the next, when the server sat idle */
@@ -135,7 +140,8 @@ export class Simulator extends EventEmitter {
 
   private constructor(opts: SimulatorOptions) {
     super();
-    this.models = new Map((opts.models ?? ['llama3.2:latest', 'qwen2.5:0.5b', 'nomic-embed-text:latest']).map((n) => [fullName(n), makeModel(n)]));
+    this.flavor = opts.flavor ?? 'ollama';
+    this.models = new Map((opts.models ?? ['llama3.2:latest', 'qwen2.5:0.5b', 'nomic-embed-text:latest']).map((n) => [this.key(n), makeModel(n, undefined, this.flavor === 'ollama')]));
     this.parallel = opts.parallel ?? 1;
     this.ttftMs = opts.ttftMs ?? 20;
     this.tokenMs = opts.tokenMs ?? 5;
@@ -147,6 +153,11 @@ export class Simulator extends EventEmitter {
     this.host = opts.host ?? '127.0.0.1';
     this.boundPort = opts.port ?? 0;
     this.server = this.createServer();
+  }
+
+  /** Ollama's `llama3.2` is `llama3.2:latest`; an OpenAI-compatible server takes ids as they are. */
+  key(name: string): string {
+    return this.flavor === 'ollama' ? fullName(name) : name;
   }
 
   static async start(opts: SimulatorOptions = {}): Promise<Simulator> {
@@ -284,6 +295,16 @@ export class Simulator extends EventEmitter {
     this.stats.byPath[path] = (this.stats.byPath[path] ?? 0) + 1;
     this.changed();
     if (path.startsWith('/_sim/')) return this.control(req, res, path);
+    if (this.flavor === 'openai' && !OPENAI_SERVER_PATHS.has(path) && !path.startsWith('/v1/models/')) {
+      // FastAPI's 404, as vLLM answers it
+      return this.json(res, 404, { detail: 'Not Found' }, 'application/json');
+    }
+    if (path === '/health') {
+      if (this.faults.probeFails) return this.text(res, 500, 'unhealthy');
+      res.writeHead(200, { 'content-length': 0 });
+      res.end();
+      return;
+    }
     if (path === '/' && this.faults.probeFails) {
       this.text(res, 500, 'simulated probe failure');
       return;
@@ -424,7 +445,7 @@ export class Simulator extends EventEmitter {
 
   private show(_req: IncomingMessage, res: ServerResponse, body: Json | undefined): void {
     const name = typeof body?.['model'] === 'string' ? body['model'] : typeof body?.['name'] === 'string' ? body['name'] : '';
-    const m = this.models.get(fullName(name));
+    const m = this.models.get(this.key(name));
     if (!m) return this.json(res, 404, { error: `model '${name}' not found` });
     this.json(res, 200, showBody(m));
   }
@@ -433,7 +454,7 @@ export class Simulator extends EventEmitter {
   private pull(res: ServerResponse, body: Json | undefined): void {
     const name = typeof body?.['model'] === 'string' ? body['model'] : typeof body?.['name'] === 'string' ? body['name'] : '';
     if (!name) return this.json(res, 400, { error: 'model is required' });
-    this.models.set(fullName(name), makeModel(name, new Date().toISOString()));
+    this.models.set(this.key(name), makeModel(name, new Date().toISOString(), this.flavor === 'ollama'));
     const steps = [{ status: 'pulling manifest' }, { status: 'verifying sha256 digest' }, { status: 'writing manifest' }, { status: 'success' }];
     if (body?.['stream'] === false) return this.json(res, 200, { status: 'success' });
     res.writeHead(200, { 'content-type': 'application/x-ndjson' });
@@ -444,14 +465,14 @@ export class Simulator extends EventEmitter {
   /** `DELETE /api/delete` with a JSON body: 200 and an empty body, or 404. */
   private remove(res: ServerResponse, body: Json | undefined): void {
     const name = typeof body?.['model'] === 'string' ? body['model'] : typeof body?.['name'] === 'string' ? body['name'] : '';
-    if (!this.models.delete(fullName(name))) return this.json(res, 404, { error: `model '${name}' not found` });
-    this.loaded.delete(fullName(name));
+    if (!this.models.delete(this.key(name))) return this.json(res, 404, { error: `model '${name}' not found` });
+    this.loaded.delete(this.key(name));
     res.writeHead(200, { 'content-length': 0 });
     res.end();
   }
 
   private openAIModel(res: ServerResponse, id: string): void {
-    const m = this.models.get(fullName(id));
+    const m = this.models.get(this.key(id));
     if (!m) return this.error(res, '/v1/', 404, `model '${id}' not found`);
     this.json(res, 200, openAIModel(m), 'application/json');
   }
@@ -494,7 +515,7 @@ export class Simulator extends EventEmitter {
 
   private embed(req: IncomingMessage, res: ServerResponse, body: Json | undefined, seen: SeenRequest, kind: 'embed' | 'embeddings' | 'openai'): void {
     const name = typeof body?.['model'] === 'string' ? body['model'] : '';
-    const m = this.models.get(fullName(name));
+    const m = this.models.get(this.key(name));
     if (!m) {
       const msg = kind === 'openai' ? `model '${name}' not found` : `model "${name}" not found, try pulling it first`;
       return this.error(res, kind === 'openai' ? '/v1/' : '/api/', 404, msg);
@@ -594,7 +615,7 @@ export class Simulator extends EventEmitter {
     const openai = kind.startsWith('openai');
     const name = typeof body?.['model'] === 'string' ? body['model'] : '';
     if (!name) return this.error(res, seen.path, 400, 'model is required');
-    const m = this.models.get(fullName(name));
+    const m = this.models.get(this.key(name));
     if (!m) return this.error(res, seen.path, 404, `model '${name}' not found`);
     if (m.embedding) return this.error(res, seen.path, 400, `"${name}" does not support ${kind === 'chat' || kind === 'openai-chat' ? 'chat' : 'generate'}`);
     const stream = openai ? body?.['stream'] === true : body?.['stream'] !== false;
