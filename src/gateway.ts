@@ -87,7 +87,11 @@ export class Gateway {
       config: () => this.cfg,
       refreshCatalog: (b) => this.catalogs.refresh(b),
     });
-    const catalogRoutes = new CatalogRoutes(() => this.registry.all, this.log);
+    const catalogRoutes = new CatalogRoutes(
+      () => this.registry.all,
+      () => this.cfg.aliases,
+      this.log,
+    );
     this.server = createFront(
       this.cfg,
       {

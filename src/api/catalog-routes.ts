@@ -5,13 +5,14 @@ import type { Backend } from '../backends/backend.js';
 import { GatewayError } from '../errors.js';
 import type { RequestContext } from '../http/context.js';
 import { sendBody, sendJson } from '../http/respond.js';
-import { fleetOpenAIModel, fleetOpenAIModels, fleetPs, fleetTags, fleetVersion } from './catalog.js';
+import { fleetOpenAIModel, fleetOpenAIModels, fleetPs, fleetTags, fleetVersion, withAliases } from './catalog.js';
 
 export class CatalogRoutes {
   private readonly conflictsLogged = new Set<string>();
 
   constructor(
     private readonly backends: () => readonly Backend[],
+    private readonly aliases: () => Readonly<Record<string, string>>,
     private readonly log: Logger,
   ) {}
 
@@ -26,14 +27,14 @@ export class CatalogRoutes {
         return sendJson(ctx, 200, { version });
       }
       case '/api/tags':
-        return sendJson(ctx, 200, fleetTags(list, (name, digests) => this.conflict(name, digests)));
+        return sendJson(ctx, 200, { models: withAliases(fleetTags(list, (name, digests) => this.conflict(name, digests)).models, this.aliases()) });
       case '/api/ps':
         return sendJson(ctx, 200, fleetPs(list));
       case '/v1/models':
-        return sendJson(ctx, 200, fleetOpenAIModels(list));
+        return sendJson(ctx, 200, fleetOpenAIModels(list, this.aliases()));
       default: {
         const id = decodeURIComponent(ctx.path.slice('/v1/models/'.length));
-        const model = fleetOpenAIModel(list, id);
+        const model = fleetOpenAIModel(list, id, this.aliases());
         if (!model) throw new GatewayError('model_not_found', `model '${id}' not found`);
         return sendJson(ctx, 200, model);
       }

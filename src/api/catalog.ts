@@ -17,6 +17,16 @@ function speaking(backends: readonly Backend[], api: 'ollama' | 'openai' = 'olla
 /** Same name on two backends with different digests: worth a log line, once. */
 export type DigestConflict = (name: string, digests: string[]) => void;
 
+/** Aliases show up as models of their own, beside their target, when the target is served. */
+export function withAliases(models: TagEntry[], aliases: Readonly<Record<string, string>>, normalize: (name: string) => string = fullName): TagEntry[] {
+  const out = [...models];
+  for (const [alias, target] of Object.entries(aliases)) {
+    const t = models.find((m) => normalize(m.name) === normalize(target));
+    if (t) out.push({ ...t, name: alias, model: alias });
+  }
+  return out;
+}
+
 export function fleetTags(backends: readonly Backend[], onConflict?: DigestConflict, api: 'ollama' | 'openai' = 'ollama'): { models: TagEntry[] } {
   const byName = new Map<string, TagEntry>();
   const digests = new Map<string, Set<string>>();
@@ -62,11 +72,16 @@ function toOpenAI(m: TagEntry): OpenAIModel {
 }
 
 /** `data` is a list, empty rather than null when there is nothing (unlike Ollama's own). */
-export function fleetOpenAIModels(backends: readonly Backend[]): { object: 'list'; data: OpenAIModel[] } {
-  return { object: 'list', data: fleetTags(backends, undefined, 'openai').models.map(toOpenAI) };
+export function fleetOpenAIModels(backends: readonly Backend[], aliases: Readonly<Record<string, string>> = {}): { object: 'list'; data: OpenAIModel[] } {
+  return { object: 'list', data: withAliases(fleetTags(backends, undefined, 'openai').models, aliases).map(toOpenAI) };
 }
 
-export function fleetOpenAIModel(backends: readonly Backend[], id: string): OpenAIModel | undefined {
+export function fleetOpenAIModel(backends: readonly Backend[], id: string, aliases: Readonly<Record<string, string>> = {}): OpenAIModel | undefined {
+  const target = Object.hasOwn(aliases, id) ? aliases[id] : undefined;
+  if (target !== undefined) {
+    const m = fleetOpenAIModel(backends, target);
+    return m ? { ...m, id } : undefined;
+  }
   for (const b of speaking(backends, 'openai')) {
     const m = b.catalog.models.get(b.type === 'ollama' ? fullName(id) : id);
     if (m) return toOpenAI(m);

@@ -69,6 +69,7 @@ export const fileSchema = z.strictObject({
       healthy_after: whole(1, 100).default(2),
     })
     .prefault({}),
+  aliases: z.record(z.string().min(1), z.string().min(1, 'an alias needs a target model')).default({}),
   management: z
     .strictObject({
       enabled: z.boolean().default(false),
@@ -148,6 +149,8 @@ export interface GatewayConfig {
     readonly unhealthyAfter: number;
     readonly healthyAfter: number;
   };
+  /** client-facing name -> the model the fleet serves */
+  readonly aliases: Readonly<Record<string, string>>;
   readonly management: { readonly enabled: boolean };
   readonly routing: { readonly warmFirst: boolean; readonly warmSkewMs: number };
   readonly catalog: { readonly intervalMs: number; readonly timeoutMs: number };
@@ -199,6 +202,7 @@ export function freezeConfig(f: FileConfig): GatewayConfig {
       unhealthyAfter: f.health.unhealthy_after,
       healthyAfter: f.health.healthy_after,
     },
+    aliases: { ...f.aliases },
     management: { enabled: f.management.enabled },
     routing: { warmFirst: f.routing.warm_first, warmSkewMs: ms(f.routing.warm_skew_seconds) },
     catalog: { intervalMs: ms(f.catalog.interval_seconds), timeoutMs: ms(f.catalog.timeout_seconds) },

@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestRecord } from '../log/request-log.js';
+import type { ModelRename } from '../relay/model-rename.js';
 import { CancelToken, type Cancellation } from './cancel.js';
 
 const ID_OK = /^[\w.:@/+=-]{1,128}$/;
@@ -13,6 +14,8 @@ export class RequestContext {
   readonly path: string;
   private readonly gone = new CancelToken();
   readonly record: RequestRecord;
+  /** set for an aliased request: the answer shows the name the client asked for */
+  rename: ModelRename | undefined;
 
   constructor(
     readonly req: IncomingMessage,

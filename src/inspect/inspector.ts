@@ -31,12 +31,15 @@ export class Inspector {
   }
 
   /** Resolves with the body's facts and the body itself (the same bytes, maybe in a new Buffer). */
-  async inspect(body: Buffer): Promise<{ facts: BodyFacts; body: Buffer }> {
-    if (!this.pool || body.length < this.threshold) return { facts: unwrap(parseBody(body)), body };
+  async inspect(body: Buffer, aliases: Readonly<Record<string, string>> = {}): Promise<{ facts: BodyFacts; body: Buffer }> {
+    if (!this.pool || body.length < this.threshold) {
+      const outcome = parseBody(body, aliases);
+      return { facts: unwrap(outcome), body: outcome.ok && outcome.rewritten ? Buffer.from(outcome.rewritten) : body };
+    }
     // move the bytes to the worker and back instead of copying them twice
     const own = body.byteOffset === 0 && body.buffer.byteLength === body.length && body.buffer instanceof ArrayBuffer ? body.buffer : copy(body);
     this.offloaded++;
-    const res = await this.pool.run({ bytes: own }, { transferList: [own] });
+    const res = await this.pool.run({ bytes: own, aliases }, { transferList: [own] });
     return { facts: unwrap(res.outcome), body: Buffer.from(res.bytes) };
   }
 

@@ -1,6 +1,6 @@
 // What the gateway needs to know of a request body: its model, whether it streams, and the
-// options that decide which runner serves it. The body itself is forwarded as the original
-// bytes, untouched.
+// options that decide which runner serves it. The body is forwarded as the original bytes,
+// untouched, unless its model is an alias: then `model` is set to the alias's target.
 import { runnerKey } from '../models/runner.js';
 
 export interface BodyFacts {
@@ -10,13 +10,15 @@ export interface BodyFacts {
   readonly stream: boolean | undefined;
   /** the runner-affecting options (`num_ctx`, ...), as a key; '' for the defaults */
   readonly runner: string;
+  /** the name the client asked for, when it was an alias (`model` is then the target) */
+  readonly alias: string | undefined;
 }
 
-export type ParseOutcome = { readonly ok: true; readonly facts: BodyFacts } | { readonly ok: false; readonly code: 'bad_json' | 'bad_request'; readonly message: string };
+export type ParseOutcome = { readonly ok: true; readonly facts: BodyFacts; readonly rewritten?: Uint8Array } | { readonly ok: false; readonly code: 'bad_json' | 'bad_request'; readonly message: string };
 
 const decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: false });
 
-export function parseBody(bytes: Uint8Array): ParseOutcome {
+export function parseBody(bytes: Uint8Array, aliases: Readonly<Record<string, string>> = {}): ParseOutcome {
   if (bytes.length === 0) return { ok: false, code: 'bad_request', message: 'missing request body' };
   let value: unknown;
   try {
@@ -32,5 +34,8 @@ export function parseBody(bytes: Uint8Array): ParseOutcome {
   const stream = typeof o['stream'] === 'boolean' ? o['stream'] : undefined;
   const options = o['options'];
   const runner = typeof options === 'object' && options !== null && !Array.isArray(options) ? runnerKey(options as Record<string, unknown>) : '';
-  return { ok: true, facts: { model: m, stream, runner } };
+  const target = m !== undefined && Object.hasOwn(aliases, m) ? aliases[m] : undefined;
+  if (target === undefined) return { ok: true, facts: { model: m, stream, runner, alias: undefined } };
+  o[typeof o['model'] === 'string' && o['model'] !== '' ? 'model' : 'name'] = target;
+  return { ok: true, facts: { model: target, stream, runner, alias: m }, rewritten: new TextEncoder().encode(JSON.stringify(o)) };
 }

@@ -6,6 +6,7 @@ import { parseBody, type ParseOutcome } from './parse-body.js';
 
 export interface InspectTask {
   readonly bytes: ArrayBuffer;
+  readonly aliases: Readonly<Record<string, string>>;
 }
 
 export interface InspectResult {
@@ -14,8 +15,17 @@ export interface InspectResult {
 }
 
 export default function inspect(task: InspectTask): unknown {
-  const outcome = parseBody(new Uint8Array(task.bytes));
-  const result: InspectResult = { outcome, bytes: task.bytes };
+  const parsed = parseBody(new Uint8Array(task.bytes), task.aliases);
+  // an aliased body comes back rewritten; the outcome itself never carries bytes across
+  const bytes = parsed.ok && parsed.rewritten ? copyOut(parsed.rewritten) : task.bytes;
+  const outcome: ParseOutcome = parsed.ok ? { ok: true, facts: parsed.facts } : parsed;
+  const result: InspectResult = { outcome, bytes };
   // a Transferable wrapper: piscina posts `result` with `bytes` in the transfer list
-  return move({ [transferableSymbol]: task.bytes, [valueSymbol]: result });
+  return move({ [transferableSymbol]: bytes, [valueSymbol]: result });
+}
+
+function copyOut(u: Uint8Array): ArrayBuffer {
+  const ab = new ArrayBuffer(u.length);
+  new Uint8Array(ab).set(u);
+  return ab;
 }

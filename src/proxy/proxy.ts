@@ -15,6 +15,7 @@ import { downstreamHeaders, upstreamHeaders } from '../http/headers.js';
 import type { Inspector } from '../inspect/inspector.js';
 import { endWithError, relayBody, streamKind, type RelayProgress } from '../relay/relay.js';
 import { StreamEndCheck, expectedEnd } from '../relay/stream-end.js';
+import { ModelRename } from '../relay/model-rename.js';
 import { TokenTap } from '../relay/token-tap.js';
 import { sendUpstream, type UpstreamResponse } from './upstream.js';
 
@@ -48,12 +49,13 @@ export class Proxy {
   async dispatched(ctx: RequestContext): Promise<void> {
     const raw = await readBody(ctx.req, this.deps.config().limits.maxBodyBytes);
     ctx.record.bytesIn = raw.length;
-    const { facts, body } = await this.deps.inspector.inspect(raw);
+    const { facts, body } = await this.deps.inspector.inspect(raw, this.deps.config().aliases);
     ctx.record.model = facts.model;
+    if (facts.alias !== undefined && facts.model !== undefined) ctx.rename = new ModelRename(facts.model, facts.alias);
     const model = facts.model;
     const api = apiOf(ctx.path);
     // no backend anywhere holds it: say so now rather than after a queue wait
-    if (model !== undefined && !this.deps.registry.all.some((b) => !b.retiring && b.speaks(api) && b.serves(model))) throw modelNotFound(ctx.path, model);
+    if (model !== undefined && !this.deps.registry.all.some((b) => !b.retiring && b.speaks(api) && b.serves(model))) throw modelNotFound(ctx.path, facts.alias ?? model);
     const warmKey = model === undefined ? undefined : ModelCatalog.warmKey(model, facts.runner);
     const acquire: Acquire = (tried) => this.deps.dispatcher.acquire({ cancel: ctx.clientGoneSignal, exclude: tried, model, warmKey, api });
     await this.forward(ctx, body, acquire, (b) => b.pool, model);
@@ -61,18 +63,20 @@ export class Proxy {
 
   /** Everything else under `/`, `/api/` and `/v1/`: straight to a backend, no slot taken. */
   async passthrough(ctx: RequestContext): Promise<void> {
-    const body = await readBody(ctx.req, this.deps.config().limits.maxBodyBytes);
+    let body = await readBody(ctx.req, this.deps.config().limits.maxBodyBytes);
     ctx.record.bytesIn = body.length;
     const method = ctx.record.method;
-    const send = body.length > 0 || !(method === 'GET' || method === 'HEAD') ? body : undefined;
     let model: string | undefined;
     if (ctx.path === '/api/show') {
       // show goes to a backend that holds the model (and never queues behind generations)
-      model = (await this.deps.inspector.inspect(body)).facts.model;
+      const inspected = await this.deps.inspector.inspect(body, this.deps.config().aliases);
+      model = inspected.facts.model;
       ctx.record.model = model;
+      body = inspected.body;
       if (model !== undefined && !this.deps.registry.all.some((b) => !b.retiring && b.speaks('ollama') && b.serves(model))) throw modelNotFound(ctx.path, model);
     }
     const api = apiOf(ctx.path);
+    const send = body.length > 0 || !(method === 'GET' || method === 'HEAD') ? body : undefined;
     await this.forward(ctx, send, (tried) => this.anyInRotation(tried, model, api), (b) => b.aux, model);
   }
 
@@ -185,7 +189,10 @@ export class Proxy {
   private async respond(ctx: RequestContext, b: Backend, up: UpstreamResponse): Promise<void> {
     const { res } = ctx;
     ctx.record.status = up.statusCode;
-    res.writeHead(up.statusCode, downstreamHeaders(up.headers, ctx.id));
+    const headers = downstreamHeaders(up.headers, ctx.id);
+    // a renamed answer may change length: let it go out chunked
+    if (ctx.rename) delete headers['content-length'];
+    res.writeHead(up.statusCode, headers);
     const ct = up.headers['content-type'];
     const kind = streamKind(Array.isArray(ct) ? ct[0] : ct);
     const progress: RelayProgress = { bytes: 0, firstByteAt: undefined, atLineStart: true };
@@ -193,7 +200,7 @@ export class Proxy {
     const endKind = up.statusCode === 200 ? expectedEnd(ctx.path, kind) : undefined;
     const endCheck = endKind ? new StreamEndCheck(endKind) : undefined;
     try {
-      await relayBody(up.body, res, tap, endCheck, progress);
+      await relayBody(up.body, res, tap, endCheck, progress, ctx.rename);
       if (endCheck && endCheck.verdict(tap.tail()) === 'cut_short') {
         const ge = new GatewayError('upstream_failed', `backend ${b.name} ended the stream without its final chunk`);
         ctx.record.code = ge.code;

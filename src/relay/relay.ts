@@ -8,6 +8,7 @@ import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { GatewayError } from '../errors.js';
 import { toOpenAIBody } from '../errors.js';
+import type { ModelRename } from './model-rename.js';
 import type { StreamEndCheck } from './stream-end.js';
 import type { TokenTap } from './token-tap.js';
 
@@ -19,15 +20,23 @@ export interface RelayProgress {
   atLineStart: boolean;
 }
 
-export function relayBody(src: Readable, res: ServerResponse, tap: TokenTap, end: StreamEndCheck | undefined, progress: RelayProgress): Promise<void> {
+export function relayBody(
+  src: Readable,
+  res: ServerResponse,
+  tap: TokenTap,
+  end: StreamEndCheck | undefined,
+  progress: RelayProgress,
+  rename?: ModelRename,
+): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const onData = (chunk: Buffer) => {
       if (progress.firstByteAt === undefined) progress.firstByteAt = performance.now();
       progress.bytes += chunk.length;
       tap.push(chunk);
       end?.push(chunk);
-      progress.atLineStart = chunk[chunk.length - 1] === 0x0a;
-      if (!res.write(chunk)) {
+      const out = rename ? rename.push(chunk) : chunk;
+      progress.atLineStart = out.length > 0 ? out[out.length - 1] === 0x0a : progress.atLineStart;
+      if (out.length > 0 && !res.write(out)) {
         src.pause();
         res.once('drain', onDrain);
       }
@@ -41,7 +50,11 @@ export function relayBody(src: Readable, res: ServerResponse, tap: TokenTap, end
       if (err) reject(err);
       else resolve();
     };
-    const onEnd = () => finish();
+    const onEnd = () => {
+      const rest = rename?.flush();
+      if (rest) res.write(rest);
+      finish();
+    };
     const onError = (err: Error) => finish(err);
     src.on('data', onData);
     src.once('end', onEnd);
