@@ -14,10 +14,10 @@ t.test('off by default: 403 in Ollama\'s shape, nothing reaches a backend', asyn
   t.equal(sim!.stats.byPath['/api/pull'], undefined);
 });
 
-t.test('on: several backends need X-Gateway-Backend; the named one gets it; the catalog follows', async (t) => {
+t.test('on: a named backend gets it (others need a name); the catalog follows', async (t) => {
   const sims = await startSims(t, 2);
   const { url, gateway } = await startGateway(t, sims, { management: 'yes' });
-  const unnamed = await post(url, '/api/pull', { model: 'phi4' });
+  const unnamed = await post(url, '/api/create', { model: 'mine', from: 'llama3.2' });
   t.equal(unnamed.status, 400);
   t.match(unnamed.json(), { error: /X-Gateway-Backend.*sim1, sim2/ });
   const unknown = await post(url, '/api/pull', { model: 'phi4' }, { headers: { 'x-gateway-backend': 'nope' } });
@@ -47,4 +47,25 @@ t.test('on, one backend: the ollama client pulls and deletes as against Ollama',
   t.ok(sim!.models.has('gemma3:1b'));
   await ollama.delete({ model: 'gemma3:1b' });
   t.notOk(sim!.models.has('gemma3:1b'));
+});
+
+t.test('pull and delete without a name go to the whole fleet', async (t) => {
+  const sims = await startSims(t, 3);
+  const { url, gateway } = await startGateway(t, sims, { management: 'yes' });
+  const ollama = new Ollama({ host: url });
+  const seen: { status: string; backend?: string }[] = [];
+  for await (const p of await ollama.pull({ model: 'gemma3:1b', stream: true })) seen.push(p as { status: string; backend?: string });
+  t.equal(seen.filter((p) => p.status === 'success').length, 1, 'one success, at the end');
+  t.equal(seen[seen.length - 1]!.status, 'success');
+  t.same(new Set(seen.filter((p) => p.backend).map((p) => p.backend)), new Set(['sim1', 'sim2', 'sim3']), 'progress from every backend');
+  t.ok(sims.every((s) => s.models.has('gemma3:1b')), 'every backend has it');
+  await Promise.all(gateway.registry.all.map((b) => gateway.catalogs.refresh(b)));
+  sims[2]!.models.delete('gemma3:1b');
+  await ollama.delete({ model: 'gemma3:1b' });
+  t.ok(sims.every((s) => !s.models.has('gemma3:1b')), 'deleted wherever it was');
+  const again = await request(`${url}/api/delete`, { method: 'DELETE', body: JSON.stringify({ model: 'gemma3:1b' }) });
+  t.equal(again.statusCode, 404, 'nowhere to delete it from');
+  t.match(await again.body.json(), { error: "model 'gemma3:1b' not found" });
+  const whole = await post(url, '/api/pull', { model: 'qwen3', stream: false });
+  t.same([whole.status, whole.json()], [200, { status: 'success' }]);
 });

@@ -17,6 +17,7 @@ import { endWithError, relayBody, streamKind, type RelayProgress } from '../rela
 import { StreamEndCheck, expectedEnd } from '../relay/stream-end.js';
 import { ModelRename } from '../relay/model-rename.js';
 import { TokenTap } from '../relay/token-tap.js';
+import { deleteEverywhere, pullEverywhere } from './fanout.js';
 import { sendUpstream, type UpstreamResponse } from './upstream.js';
 
 export interface ProxyDeps {
@@ -81,9 +82,10 @@ export class Proxy {
   }
 
   /**
-   * Model management (pull, push, create, copy, delete, blobs): off unless enabled; on a fleet
-   * of several backends the request names its backend with `X-Gateway-Backend`, so that a blob
-   * upload and the create that uses it meet on the same box. Never retried elsewhere.
+   * Model management (pull, push, create, copy, delete, blobs): off unless enabled. Pull and
+   * delete go to every healthy backend unless `X-Gateway-Backend` names one; the rest must name
+   * one on a fleet of several, so that a blob upload and the create that uses it meet on the
+   * same box. Never retried elsewhere.
    */
   async management(ctx: RequestContext): Promise<void> {
     if (!this.deps.config().management.enabled) {
@@ -98,6 +100,22 @@ export class Proxy {
     } else if (this.deps.registry.all.length === 1) {
       target = inRotation[0];
       if (!target) throw new GatewayError('no_healthy_backend', 'no healthy backend');
+    } else if (ctx.path === '/api/pull' || ctx.path === '/api/delete') {
+      // the whole fleet: every healthy Ollama backend
+      if (inRotation.length === 0) throw new GatewayError('no_healthy_backend', 'no healthy backend');
+      const body = await readBody(ctx.req, this.deps.config().limits.maxBodyBytes);
+      ctx.record.bytesIn = body.length;
+      const { facts } = await this.deps.inspector.inspect(body);
+      ctx.record.model = facts.model;
+      const headers = upstreamHeaders(ctx.req.headers, { requestId: ctx.id, bodyLength: body.length, remoteAddress: ctx.req.socket.remoteAddress });
+      ctx.record.backend = inRotation.map((b) => b.name).join(',');
+      try {
+        if (ctx.path === '/api/pull') await pullEverywhere(ctx, inRotation, headers, body, facts.stream !== false);
+        else await deleteEverywhere(ctx, inRotation, headers, body, facts.model ?? '');
+      } finally {
+        for (const b of inRotation) void this.deps.refreshCatalog(b);
+      }
+      return;
     } else {
       throw new GatewayError('backend_required', `this gateway has ${this.deps.registry.all.length} backends: name one with the X-Gateway-Backend header (${this.deps.registry.all.map((b) => b.name).join(', ')})`);
     }
