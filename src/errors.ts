@@ -13,7 +13,6 @@ export interface ErrorSpec {
 export const ERRORS = {
   bad_json: { status: 400, description: 'The request body is not valid JSON.' },
   bad_request: { status: 400, description: 'The request body is missing, or JSON but not an object.' },
-  backend_required: { status: 400, description: 'A push, create, copy or blob request on a fleet of several backends must name one with `X-Gateway-Backend`.' },
   management_disabled: { status: 403, description: 'Model management (pull, push, create, copy, delete, blobs) is off: `management.enabled`.' },
   not_found: { status: 404, description: 'No such route on the gateway.' },
   backend_not_found: { status: 404, description: '`X-Gateway-Backend` names no backend in rotation.' },

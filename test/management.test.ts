@@ -17,9 +17,10 @@ t.test('off by default: 403 in Ollama\'s shape, nothing reaches a backend', asyn
 t.test('on: a named backend gets it (others need a name); the catalog follows', async (t) => {
   const sims = await startSims(t, 2);
   const { url, gateway } = await startGateway(t, sims, { management: 'yes' });
-  const unnamed = await post(url, '/api/create', { model: 'mine', from: 'llama3.2' });
-  t.equal(unnamed.status, 400);
-  t.match(unnamed.json(), { error: /X-Gateway-Backend.*sim1, sim2/ });
+  // unnamed: the first healthy backend in config order, every time (blob + create stay together)
+  for (let i = 0; i < 2; i++) await request(`${url}/api/blobs/sha256:${'0'.repeat(64)}`, { method: 'HEAD' }).then((r) => r.body.dump());
+  t.equal(sims[0]!.stats.byPath[`/api/blobs/sha256:${'0'.repeat(64)}`], 2);
+  t.equal(sims[1]!.stats.byPath[`/api/blobs/sha256:${'0'.repeat(64)}`], undefined);
   const unknown = await post(url, '/api/pull', { model: 'phi4' }, { headers: { 'x-gateway-backend': 'nope' } });
   t.equal(unknown.status, 404);
   const pulled = await post(url, '/api/pull', { model: 'phi4' }, { headers: { 'x-gateway-backend': 'sim2' } });

@@ -83,9 +83,9 @@ export class Proxy {
 
   /**
    * Model management (pull, push, create, copy, delete, blobs): off unless enabled. Pull and
-   * delete go to every healthy backend unless `X-Gateway-Backend` names one; the rest must name
-   * one on a fleet of several, so that a blob upload and the create that uses it meet on the
-   * same box. Never retried elsewhere.
+   * delete go to every healthy backend unless `X-Gateway-Backend` names one; the rest go to the
+   * named backend, or else to the first healthy one in config order, so that a blob upload and
+   * the create that uses it meet on the same box. Never retried elsewhere.
    */
   async management(ctx: RequestContext): Promise<void> {
     if (!this.deps.config().management.enabled) {
@@ -117,7 +117,10 @@ export class Proxy {
       }
       return;
     } else {
-      throw new GatewayError('backend_required', `this gateway has ${this.deps.registry.all.length} backends: name one with the X-Gateway-Backend header (${this.deps.registry.all.map((b) => b.name).join(', ')})`);
+      // one stable choice, the first healthy backend in config order, so that a blob upload and
+      // the create that uses it (the ollama CLI sends no custom header) meet on the same box
+      target = inRotation[0];
+      if (!target) throw new GatewayError('no_healthy_backend', 'no healthy backend');
     }
     const body = await readBody(ctx.req, this.deps.config().limits.maxBodyBytes);
     ctx.record.bytesIn = body.length;
