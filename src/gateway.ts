@@ -12,10 +12,15 @@ import type { GatewayConfig } from './config/schema.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { GatewayError } from './errors.js';
 import type { RequestContext } from './http/context.js';
-import { sendJson } from './http/respond.js';
+import { sendBody, sendJson } from './http/respond.js';
 import { createFront } from './http/server.js';
 import { Inspector } from './inspect/inspector.js';
 import { createLogger } from './log/logger.js';
+import { logRequest } from './log/request-log.js';
+import { GatewayMetrics } from './metrics/metrics.js';
+import { routeLabel } from './http/routes.js';
+import { fullName } from './models/name.js';
+import { createServer } from 'node:http';
 import { Proxy } from './proxy/proxy.js';
 
 export interface GatewayOptions {
@@ -50,7 +55,9 @@ export class Gateway {
   readonly health: HealthChecker;
   readonly catalogs: CatalogPoller;
   readonly inspector: Inspector;
+  readonly metrics: GatewayMetrics;
   private readonly server: Server;
+  private metricsServer: Server | undefined;
   private cfg: GatewayConfig;
   private active = 0;
   private idleWaiters: (() => void)[] = [];
@@ -73,6 +80,17 @@ export class Gateway {
       // a backend that joins, comes back or grows takes waiting jobs at once
       if (e.type === 'added' || e.type === 'up' || e.type === 'resized') this.dispatcher.drain();
     });
+    this.metrics = new GatewayMetrics({
+      backends: () => this.registry.all.map((b) => ({ name: b.name, inFlight: b.inFlight, slots: b.slots, up: b.inRotation })),
+      queueDepth: () => this.dispatcher.queueDepth,
+      queueSize: () => this.dispatcher.queueSize,
+    });
+    this.dispatcher.on((e) => {
+      if (e === 'queue_full' || e === 'queue_timeout' || e === 'no_healthy_backend') this.metrics.rejected(e);
+    });
+    this.registry.on((e) => {
+      if (e.type === 'up' || e.type === 'down') this.metrics.transition(e.backend.name, e.type);
+    });
     this.health = new HealthChecker(this.registry);
     this.catalogs = new CatalogPoller(this.registry, this.log, () => {
       // a poll may show a backend holds a model someone waits for, or holds none of theirs
@@ -86,6 +104,7 @@ export class Gateway {
       inspector: this.inspector,
       config: () => this.cfg,
       refreshCatalog: (b) => this.catalogs.refresh(b),
+      gapObserver: (backend, model) => this.metrics.gapObserver(backend, this.modelLabel(model)),
     });
     const catalogRoutes = new CatalogRoutes(
       () => this.registry.all,
@@ -101,6 +120,7 @@ export class Gateway {
         gateway: (ctx) => this.answerOwnRoute(ctx),
         catalog: (ctx) => catalogRoutes.answer(ctx),
         draining: () => this.stopping !== undefined,
+        ended: (ctx) => this.ended(ctx),
       },
       this.log,
     );
@@ -120,6 +140,7 @@ export class Gateway {
     // the first round of probes and catalog polls tells which backends are up and what they
     // hold before the first job arrives
     await Promise.all([g.health.start(), g.catalogs.start()]);
+    if (g.cfg.metrics.listen) await g.listenMetrics(g.cfg.metrics.listen);
     const a = g.address;
     g.log.info(
       { listen: `${a.address}:${a.port}`, backends: g.cfg.backends.map((b) => ({ name: b.name, url: b.url, slots: b.slots })), queue_size: g.cfg.queue.size, max_wait_ms: g.cfg.queue.maxWaitMs },
@@ -208,6 +229,7 @@ export class Gateway {
     clearTimeout(timer);
     if (!drained) this.log.warn({ in_flight: this.active }, 'drain deadline passed: cutting the remaining requests');
     this.server.closeAllConnections();
+    this.metricsServer?.close();
     await Promise.all([closed, this.registry.close(!drained), this.inspector.close()]);
     this.log.info('stopped');
   }
@@ -227,9 +249,63 @@ export class Gateway {
     }
   }
 
-  private answerOwnRoute(ctx: RequestContext): void {
+  private async answerOwnRoute(ctx: RequestContext): Promise<void> {
+    if (ctx.path === '/metrics') {
+      const { body, contentType } = await this.metrics.render();
+      sendBody(ctx, 200, body, contentType);
+      return;
+    }
     const report = this.healthReport();
     sendJson(ctx, report.status === 'ok' ? 200 : 503, report);
+  }
+
+  /** A second listener that serves /metrics alone (for a scrape network apart from clients). */
+  private async listenMetrics(at: { host: string; port: number }): Promise<void> {
+    const server = createServer((req, res) => {
+      if ((req.url ?? '').split('?')[0] !== '/metrics') {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('404 page not found');
+        return;
+      }
+      void this.metrics.render().then(({ body, contentType }) => res.writeHead(200, { 'content-type': contentType }).end(body));
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(at.port, at.host, () => resolve());
+    });
+    this.metricsServer = server;
+  }
+
+  get metricsAddress(): AddressInfo | undefined {
+    return this.metricsServer?.address() as AddressInfo | undefined;
+  }
+
+  /** Model names as metric labels: the fleet's models and aliases; anything else is "other". */
+  private modelLabel(model: string | undefined): string {
+    if (model === undefined) return 'none';
+    if (Object.hasOwn(this.cfg.aliases, model)) return model;
+    const full = fullName(model);
+    return this.registry.all.some((b) => b.catalog.models.has(full) || b.catalog.models.has(model)) ? full : 'other';
+  }
+
+  private ended(ctx: RequestContext): void {
+    const r = ctx.record;
+    logRequest(this.log, r);
+    const phase = ctx.phase;
+    this.metrics.requestEnded({
+      route: routeLabel(ctx.path),
+      status: r.status,
+      code: r.code,
+      model: this.modelLabel(r.model),
+      backend: r.backend ?? '',
+      queueMs: r.queueMs,
+      ttfbMs: r.ttfbMs,
+      durationMs: r.durationMs,
+      attempts: r.attempts,
+      promptTokens: r.promptTokens,
+      completionTokens: r.completionTokens,
+      cancelledIn: r.status !== 499 ? undefined : phase === 'streaming' ? 'streaming' : phase === 'queued' ? 'queued' : 'before_first_byte',
+      streamed: ctx.streamed,
+    });
   }
 
   private dispatchOptions(cfg: GatewayConfig) {

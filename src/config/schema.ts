@@ -69,6 +69,12 @@ export const fileSchema = z.strictObject({
       healthy_after: whole(1, 100).default(2),
     })
     .prefault({}),
+  metrics: z
+    .strictObject({
+      // empty: /metrics on the main listener only
+      listen: z.union([z.literal(''), listenSchema]).default(''),
+    })
+    .prefault({}),
   aliases: z.record(z.string().min(1), z.string().min(1, 'an alias needs a target model')).default({}),
   management: z
     .strictObject({
@@ -149,6 +155,8 @@ export interface GatewayConfig {
     readonly unhealthyAfter: number;
     readonly healthyAfter: number;
   };
+  /** a second listener for /metrics alone (undefined: none) */
+  readonly metrics: { readonly listen: { readonly host: string; readonly port: number } | undefined };
   /** client-facing name -> the model the fleet serves */
   readonly aliases: Readonly<Record<string, string>>;
   readonly management: { readonly enabled: boolean };
@@ -202,6 +210,7 @@ export function freezeConfig(f: FileConfig): GatewayConfig {
       unhealthyAfter: f.health.unhealthy_after,
       healthyAfter: f.health.healthy_after,
     },
+    metrics: { listen: f.metrics.listen === '' ? undefined : parseListen(f.metrics.listen) },
     aliases: { ...f.aliases },
     management: { enabled: f.management.enabled },
     routing: { warmFirst: f.routing.warm_first, warmSkewMs: ms(f.routing.warm_skew_seconds) },

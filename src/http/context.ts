@@ -16,6 +16,12 @@ export class RequestContext {
   readonly record: RequestRecord;
   /** set for an aliased request: the answer shows the name the client asked for */
   rename: ModelRename | undefined;
+  /** where the request is: for the phase a client left in */
+  phase: 'front' | 'queued' | 'upstream' | 'streaming' = 'front';
+  /** the answer is a streamed generation (NDJSON or SSE on a dispatched route) */
+  streamed = false;
+  /** sees the gap before each chunk of a streamed generation, in seconds */
+  gapObserver: ((seconds: number) => void) | undefined;
 
   constructor(
     readonly req: IncomingMessage,

@@ -18,7 +18,7 @@ export const DISPATCHED_PATHS: ReadonlySet<string> = new Set([
   '/v1/messages',
 ]);
 
-export const GATEWAY_PATHS: ReadonlySet<string> = new Set(['/healthz']);
+export const GATEWAY_PATHS: ReadonlySet<string> = new Set(['/healthz', '/metrics']);
 
 /** Answered from the gateway's view of the fleet, no backend asked, no slot taken. */
 export const CATALOG_PATHS: ReadonlySet<string> = new Set(['/', '/api/version', '/api/tags', '/api/ps', '/v1/models']);
@@ -33,4 +33,16 @@ export function classifyRoute(method: string, path: string): RouteKind {
   if (MANAGEMENT_PATHS.has(path) || path.startsWith('/api/blobs/')) return 'management';
   if (path === '/' || path.startsWith('/api/') || path.startsWith('/v1/')) return 'passthrough';
   return 'not_found';
+}
+
+const KNOWN_PATHS: ReadonlySet<string> = new Set([...DISPATCHED_PATHS, ...GATEWAY_PATHS, ...CATALOG_PATHS, ...MANAGEMENT_PATHS, '/api/show']);
+
+/** A bounded label for metrics: known paths as they are, the rest by family. */
+export function routeLabel(path: string): string {
+  if (KNOWN_PATHS.has(path)) return path;
+  if (path.startsWith('/v1/models/')) return '/v1/models/:id';
+  if (path.startsWith('/api/blobs/')) return '/api/blobs/:digest';
+  if (path.startsWith('/api/')) return '/api/other';
+  if (path.startsWith('/v1/')) return '/v1/other';
+  return 'other';
 }

@@ -6,7 +6,6 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config/schema.js';
 import { GatewayError, errorBody, flavorOf, isGatewayError } from '../errors.js';
-import { logRequest } from '../log/request-log.js';
 import { RequestContext } from './context.js';
 import { classifyRoute } from './routes.js';
 
@@ -14,12 +13,14 @@ export interface FrontHandlers {
   dispatched(ctx: RequestContext): Promise<void>;
   passthrough(ctx: RequestContext): Promise<void>;
   management(ctx: RequestContext): Promise<void>;
-  /** the gateway's own routes (`/healthz`) */
-  gateway(ctx: RequestContext): void;
+  /** the gateway's own routes (`/healthz`, `/metrics`) */
+  gateway(ctx: RequestContext): void | Promise<void>;
   /** the fleet's catalog (`/api/tags`, `/v1/models`, ...) */
   catalog(ctx: RequestContext): void;
   /** true once a stop has begun: new requests get 503 */
   draining(): boolean;
+  /** the request is over: its one log line, its metrics */
+  ended(ctx: RequestContext): void;
 }
 
 export function createFront(cfg: GatewayConfig, handlers: FrontHandlers, log: Logger): Server {
@@ -47,7 +48,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, h: FrontHandler
     if (h.draining()) throw new GatewayError('shutting_down', 'the gateway is shutting down');
     switch (classifyRoute(ctx.record.method, ctx.path)) {
       case 'gateway':
-        h.gateway(ctx);
+        await h.gateway(ctx);
         break;
       case 'catalog':
         h.catalog(ctx);
@@ -72,7 +73,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, h: FrontHandler
     ctx.record.durationMs = performance.now() - ctx.start;
     if (ctx.clientGone && ctx.record.code === undefined) ctx.record.code = 'client_closed';
     if (ctx.clientGone) ctx.record.status = 499;
-    logRequest(log, ctx.record);
+    h.ended(ctx);
   }
 }
 

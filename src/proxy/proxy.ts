@@ -27,6 +27,8 @@ export interface ProxyDeps {
   readonly config: () => GatewayConfig;
   /** poll a backend's catalog again (it said it lacks a model its catalog listed) */
   readonly refreshCatalog: (b: Backend) => Promise<void>;
+  /** where a stream's inter-chunk gaps go (metrics) */
+  readonly gapObserver?: (backend: string, model: string | undefined) => (seconds: number) => void;
 }
 
 type Acquire = (tried: ReadonlySet<Backend>) => Promise<Lease<Backend>>;
@@ -151,6 +153,7 @@ export class Proxy {
     for (let attempt = 1; ; attempt++) {
       let lease: Lease<Backend>;
       const askedAt = performance.now();
+      ctx.phase = 'queued';
       try {
         lease = await acquire(tried);
       } catch (err) {
@@ -160,6 +163,7 @@ export class Proxy {
         throw err;
       }
       const b = lease.backend;
+      ctx.phase = 'upstream';
       tried.add(b);
       ctx.record.queueMs = (ctx.record.queueMs ?? 0) + lease.queuedMs;
       ctx.record.backend = b.name;
@@ -220,8 +224,11 @@ export class Proxy {
     const tap = new TokenTap();
     const endKind = up.statusCode === 200 ? expectedEnd(ctx.path, kind) : undefined;
     const endCheck = endKind ? new StreamEndCheck(endKind) : undefined;
+    ctx.streamed = endKind !== undefined;
+    const gaps = ctx.streamed ? this.deps.gapObserver?.(b.name, ctx.record.model) : undefined;
+    ctx.phase = 'streaming';
     try {
-      await relayBody(up.body, res, tap, endCheck, progress, ctx.rename);
+      await relayBody(up.body, res, tap, endCheck, progress, ctx.rename, gaps);
       if (endCheck && endCheck.verdict(tap.tail()) === 'cut_short') {
         const ge = new GatewayError('upstream_failed', `backend ${b.name} ended the stream without its final chunk`);
         ctx.record.code = ge.code;

@@ -27,10 +27,17 @@ export function relayBody(
   end: StreamEndCheck | undefined,
   progress: RelayProgress,
   rename?: ModelRename,
+  gaps?: (seconds: number) => void,
 ): Promise<void> {
   return new Promise<void>((resolve, reject) => {
+    let last: number | undefined;
     const onData = (chunk: Buffer) => {
       if (progress.firstByteAt === undefined) progress.firstByteAt = performance.now();
+      if (gaps) {
+        const now = performance.now();
+        if (last !== undefined) gaps((now - last) / 1000);
+        last = now;
+      }
       progress.bytes += chunk.length;
       tap.push(chunk);
       end?.push(chunk);

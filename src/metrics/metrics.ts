@@ -1,0 +1,151 @@
+// Prometheus metrics (prom-client). A leaf module: it imports nothing of the gateway; the
+// gateway feeds it events and gives it read-only views to sample at scrape time. Names follow
+// the OpenTelemetry gen_ai conventions where one exists (time to first token, time per output
+// token, token usage by type); label values are bounded (unknown models become "other", routes
+// are a fixed set).
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface BackendView {
+  readonly name: string;
+  readonly inFlight: number;
+  readonly slots: number;
+  readonly up: boolean;
+}
+
+export interface MetricsViews {
+  readonly backends: () => readonly BackendView[];
+  readonly queueDepth: () => number;
+  readonly queueSize: () => number;
+}
+
+/** What a finished request tells the metrics. */
+export interface RequestFacts {
+  readonly route: string;
+  readonly status: number;
+  readonly code: string | undefined;
+  readonly model: string;
+  readonly backend: string;
+  readonly queueMs: number | undefined;
+  readonly ttfbMs: number | undefined;
+  readonly durationMs: number;
+  readonly attempts: number;
+  readonly promptTokens: number | undefined;
+  readonly completionTokens: number | undefined;
+  /** where a request whose client left was: queued, before_first_byte, streaming */
+  readonly cancelledIn: 'queued' | 'before_first_byte' | 'streaming' | undefined;
+  /** a streamed generation (its first byte is its first token) */
+  readonly streamed: boolean;
+}
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+const GAP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56];
+
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  private readonly requests: Counter<'route' | 'status' | 'model'>;
+  private readonly queueWait: Histogram;
+  private readonly ttft: Histogram<'backend' | 'model'>;
+  private readonly tpot: Histogram<'backend' | 'model'>;
+  private readonly tokens: Counter<'backend' | 'model' | 'type'>;
+  private readonly tokensPerSecond: Histogram<'backend' | 'model'>;
+  private readonly rejections: Counter<'reason'>;
+  private readonly cancellations: Counter<'phase'>;
+  private readonly retries: Counter;
+  private readonly transitions: Counter<'backend' | 'to'>;
+
+  constructor(views: MetricsViews) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 10 });
+    this.requests = new Counter({ name: 'ollama_gateway_requests_total', help: 'Requests by route, status and model.', labelNames: ['route', 'status', 'model'], registers });
+    this.queueWait = new Histogram({ name: 'ollama_gateway_queue_wait_seconds', help: 'Time a job waited for a slot.', buckets: LATENCY_BUCKETS, registers });
+    this.ttft = new Histogram({
+      name: 'gen_ai_server_time_to_first_token_seconds',
+      help: 'Time from a streamed generation request arriving to its first token going out (queue wait included).',
+      labelNames: ['backend', 'model'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.tpot = new Histogram({
+      name: 'gen_ai_server_time_per_output_token_seconds',
+      help: 'Gap between two chunks of a streamed generation, as relayed.',
+      labelNames: ['backend', 'model'],
+      buckets: GAP_BUCKETS,
+      registers,
+    });
+    this.tokens = new Counter({ name: 'gen_ai_client_token_usage_total', help: 'Tokens reported by the backends, by type (input: prompt, output: completion).', labelNames: ['backend', 'model', 'type'], registers });
+    this.tokensPerSecond = new Histogram({
+      name: 'ollama_gateway_output_tokens_per_second',
+      help: 'Output tokens per second of each generation, after its first token.',
+      labelNames: ['backend', 'model'],
+      buckets: [1, 5, 10, 20, 40, 60, 80, 100, 150, 200, 400, 800],
+      registers,
+    });
+    this.rejections = new Counter({ name: 'ollama_gateway_rejections_total', help: 'Jobs turned away: queue_full, queue_timeout (evicted), no_healthy_backend, shutting_down.', labelNames: ['reason'], registers });
+    this.cancellations = new Counter({ name: 'ollama_gateway_cancellations_total', help: 'Requests whose client left, by phase.', labelNames: ['phase'], registers });
+    this.retries = new Counter({ name: 'ollama_gateway_retries_total', help: 'Tries sent to another backend before any byte reached the client.', registers });
+    this.transitions = new Counter({ name: 'ollama_gateway_backend_transitions_total', help: 'Backends leaving (to=down) and rejoining (to=up) rotation.', labelNames: ['backend', 'to'], registers });
+    new Gauge({
+      name: 'ollama_gateway_queue_depth',
+      help: 'Jobs waiting for a slot.',
+      registers,
+      collect() {
+        this.set(views.queueDepth());
+      },
+    });
+    new Gauge({
+      name: 'ollama_gateway_queue_size',
+      help: 'How many jobs may wait.',
+      registers,
+      collect() {
+        this.set(views.queueSize());
+      },
+    });
+    const perBackend = (name: string, help: string, value: (b: BackendView) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['backend'],
+        registers,
+        collect() {
+          this.reset();
+          for (const b of views.backends()) this.set({ backend: b.name }, value(b));
+        },
+      });
+    perBackend('ollama_gateway_backend_in_flight', 'Jobs holding a slot on the backend.', (b) => b.inFlight);
+    perBackend('ollama_gateway_backend_slots', 'Slots of the backend.', (b) => b.slots);
+    perBackend('ollama_gateway_backend_up', '1 while the backend is in rotation.', (b) => (b.up ? 1 : 0));
+  }
+
+  /** Per-chunk gaps of one stream go to this observer (labels resolved once per request). */
+  gapObserver(backend: string, model: string): (seconds: number) => void {
+    const child = this.tpot.labels(backend, model);
+    return (s) => child.observe(s);
+  }
+
+  rejected(reason: 'queue_full' | 'queue_timeout' | 'no_healthy_backend' | 'shutting_down'): void {
+    this.rejections.inc({ reason });
+  }
+
+  transition(backend: string, to: 'up' | 'down'): void {
+    this.transitions.inc({ backend, to });
+  }
+
+  requestEnded(r: RequestFacts): void {
+    this.requests.inc({ route: r.route, status: String(r.status), model: r.model });
+    if (r.queueMs !== undefined && r.backend !== '') this.queueWait.observe(r.queueMs / 1000);
+    if (r.attempts > 1) this.retries.inc(r.attempts - 1);
+    if (r.cancelledIn) this.cancellations.inc({ phase: r.cancelledIn });
+    if (r.code === 'shutting_down') this.rejected('shutting_down');
+    if (r.status === 200 && r.streamed && r.ttfbMs !== undefined) this.ttft.observe({ backend: r.backend, model: r.model }, r.ttfbMs / 1000);
+    if (r.promptTokens !== undefined) this.tokens.inc({ backend: r.backend, model: r.model, type: 'input' }, r.promptTokens);
+    if (r.completionTokens !== undefined) {
+      this.tokens.inc({ backend: r.backend, model: r.model, type: 'output' }, r.completionTokens);
+      const genSeconds = (r.durationMs - (r.ttfbMs ?? 0)) / 1000;
+      if (r.streamed && r.completionTokens > 1 && genSeconds > 0) this.tokensPerSecond.observe({ backend: r.backend, model: r.model }, (r.completionTokens - 1) / genSeconds);
+    }
+  }
+
+  async render(): Promise<{ body: string; contentType: string }> {
+    return { body: await this.registry.metrics(), contentType: this.registry.contentType };
+  }
+}
