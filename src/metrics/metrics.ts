@@ -130,16 +130,30 @@ export class GatewayMetrics {
     this.transitions.inc({ backend, to });
   }
 
+  // prom-client hashes a label object on every call; a request's few label sets repeat, so the
+  // children are looked up once per distinct set
+  private readonly children = new Map<string, { inc(n?: number): void }>();
+  private child(kind: string, get: () => { inc(n?: number): void }, ...values: string[]): { inc(n?: number): void } {
+    const key = `${kind}\u0000${values.join('\u0000')}`;
+    let c = this.children.get(key);
+    if (!c) {
+      c = get();
+      this.children.set(key, c);
+    }
+    return c;
+  }
+
   requestEnded(r: RequestFacts): void {
-    this.requests.inc({ route: r.route, status: String(r.status), model: r.model });
+    const status = String(r.status);
+    this.child('req', () => this.requests.labels(r.route, status, r.model), r.route, status, r.model).inc();
     if (r.queueMs !== undefined && r.backend !== '') this.queueWait.observe(r.queueMs / 1000);
     if (r.attempts > 1) this.retries.inc(r.attempts - 1);
     if (r.cancelledIn) this.cancellations.inc({ phase: r.cancelledIn });
     if (r.code === 'shutting_down') this.rejected('shutting_down');
     if (r.status === 200 && r.streamed && r.ttfbMs !== undefined) this.ttft.observe({ backend: r.backend, model: r.model }, r.ttfbMs / 1000);
-    if (r.promptTokens !== undefined) this.tokens.inc({ backend: r.backend, model: r.model, type: 'input' }, r.promptTokens);
+    if (r.promptTokens !== undefined) this.child('tok', () => this.tokens.labels(r.backend, r.model, 'input'), r.backend, r.model, 'input').inc(r.promptTokens);
     if (r.completionTokens !== undefined) {
-      this.tokens.inc({ backend: r.backend, model: r.model, type: 'output' }, r.completionTokens);
+      this.child('tok', () => this.tokens.labels(r.backend, r.model, 'output'), r.backend, r.model, 'output').inc(r.completionTokens);
       const genSeconds = (r.durationMs - (r.ttfbMs ?? 0)) / 1000;
       if (r.streamed && r.completionTokens > 1 && genSeconds > 0) this.tokensPerSecond.observe({ backend: r.backend, model: r.model }, (r.completionTokens - 1) / genSeconds);
     }
