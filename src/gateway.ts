@@ -8,7 +8,7 @@ import { CatalogRoutes } from './api/catalog-routes.js';
 import { CatalogPoller } from './backends/catalog-poller.js';
 import { HealthChecker } from './backends/health-checker.js';
 import { Registry } from './backends/registry.js';
-import type { GatewayConfig } from './config/schema.js';
+import { redactUrl, type GatewayConfig } from './config/schema.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { GatewayError } from './errors.js';
 import type { RequestContext } from './http/context.js';
@@ -18,7 +18,9 @@ import { Inspector } from './inspect/inspector.js';
 import { createLogger } from './log/logger.js';
 import { logRequest } from './log/request-log.js';
 import { GatewayMetrics } from './metrics/metrics.js';
-import { routeLabel } from './http/routes.js';
+import { StatusHistory } from './status/history.js';
+import { STATUS_PAGE } from './status/page.js';
+import { GATEWAY_PATHS, routeLabel } from './http/routes.js';
 import { fullName } from './models/name.js';
 import { createServer } from 'node:http';
 import { Proxy } from './proxy/proxy.js';
@@ -56,6 +58,7 @@ export class Gateway {
   readonly catalogs: CatalogPoller;
   readonly inspector: Inspector;
   readonly metrics: GatewayMetrics;
+  readonly history: StatusHistory;
   private readonly server: Server;
   private metricsServer: Server | undefined;
   private cfg: GatewayConfig;
@@ -65,7 +68,7 @@ export class Gateway {
 
   private constructor(opts: GatewayOptions) {
     this.cfg = opts.config;
-    this.log = opts.logger ?? createLogger({ level: opts.config.logLevel });
+    this.log = opts.logger ?? createLogger({ level: opts.config.logLevel, format: opts.config.logFormat });
     this.registry = new Registry(this.cfg, this.log);
     this.dispatcher = new Dispatcher<Backend>(
       () => this.registry.all,
@@ -85,6 +88,7 @@ export class Gateway {
       queueDepth: () => this.dispatcher.queueDepth,
       queueSize: () => this.dispatcher.queueSize,
     });
+    this.history = new StatusHistory(() => ({ queueDepth: this.dispatcher.queueDepth, inFlight: this.registry.all.reduce((n, b) => n + b.inFlight, 0) }));
     this.dispatcher.on((e) => {
       if (e === 'queue_full' || e === 'queue_timeout' || e === 'no_healthy_backend') this.metrics.rejected(e);
     });
@@ -142,10 +146,7 @@ export class Gateway {
     await Promise.all([g.health.start(), g.catalogs.start()]);
     if (g.cfg.metrics.listen) await g.listenMetrics(g.cfg.metrics.listen);
     const a = g.address;
-    g.log.info(
-      { listen: `${a.address}:${a.port}`, backends: g.cfg.backends.map((b) => ({ name: b.name, url: b.url, slots: b.slots })), queue_size: g.cfg.queue.size, max_wait_ms: g.cfg.queue.maxWaitMs },
-      'gateway listening',
-    );
+    g.log.info({ listen: `${a.address}:${a.port}`, config: effectiveConfig(g.cfg) }, 'gateway listening');
     return g;
   }
 
@@ -182,10 +183,20 @@ export class Gateway {
     this.log.info({ backends: this.cfg.backends.map((b) => b.name), queue_size: next.queue.size }, 'config reloaded');
   }
 
+  /** /status.json: the health report, each backend's output tokens/s, and the recent past. */
+  statusReport() {
+    const report = this.healthReport();
+    return {
+      ...report,
+      backends: report.backends.map((b) => ({ ...b, tokens_per_second: this.history.rates.get(b.name) ?? 0 })),
+      history: this.history.samples,
+    };
+  }
+
   healthReport(): HealthReport {
     const backends = this.registry.all.map((b) => ({
       name: b.name,
-      url: b.url,
+      url: b.displayUrl,
       healthy: b.healthy,
       retiring: b.retiring,
       in_flight: b.inFlight,
@@ -219,6 +230,7 @@ export class Gateway {
     this.dispatcher.close(new GatewayError('shutting_down', 'the gateway is shutting down'));
     this.health.stop();
     this.catalogs.stop();
+    this.history.stop();
     let timer: NodeJS.Timeout | undefined;
     const drained = await Promise.race([
       this.whenIdle().then(() => true),
@@ -255,6 +267,8 @@ export class Gateway {
       sendBody(ctx, 200, body, contentType);
       return;
     }
+    if (ctx.path === '/status') return sendBody(ctx, 200, STATUS_PAGE, 'text/html; charset=utf-8');
+    if (ctx.path === '/status.json') return sendJson(ctx, 200, this.statusReport());
     const report = this.healthReport();
     sendJson(ctx, report.status === 'ok' ? 200 : 503, report);
   }
@@ -290,6 +304,7 @@ export class Gateway {
   private ended(ctx: RequestContext): void {
     const r = ctx.record;
     logRequest(this.log, r);
+    if (!GATEWAY_PATHS.has(ctx.path)) this.history.ended(r.status, r.queueMs, r.backend, r.completionTokens);
     const phase = ctx.phase;
     this.metrics.requestEnded({
       route: routeLabel(ctx.path),
@@ -311,4 +326,9 @@ export class Gateway {
   private dispatchOptions(cfg: GatewayConfig) {
     return { queueSize: cfg.queue.size, maxWaitMs: cfg.queue.maxWaitMs, warmFirst: cfg.routing.warmFirst, warmSkewMs: cfg.routing.warmSkewMs };
   }
+}
+
+/** The running config for the start-up line, with any credentials in backend URLs hidden. */
+export function effectiveConfig(cfg: GatewayConfig): unknown {
+  return { ...cfg, backends: cfg.backends.map((b) => ({ ...b, url: redactUrl(b.url) })) };
 }

@@ -3,7 +3,7 @@
 // Everything else (catalog calls, pulls) uses `aux`, and health probes use `probe`, so neither
 // ever waits behind a long generation.
 import { Client, Pool } from 'undici';
-import type { BackendConfig, BackendType, GatewayConfig } from '../config/schema.js';
+import { redactUrl, type BackendConfig, type BackendType, type GatewayConfig } from '../config/schema.js';
 import { ModelCatalog } from './catalog.js';
 import { HealthState, type HealthSignal, type Transition } from './health-state.js';
 
@@ -30,6 +30,8 @@ function poolOptions(cfg: GatewayConfig, connections: number): Pool.Options {
 export class Backend {
   readonly name: string;
   readonly url: string;
+  /** the URL for logs and status pages, credentials hidden */
+  readonly displayUrl: string;
   readonly type: BackendType;
   readonly healthPath: string | undefined;
   slots: number;
@@ -50,6 +52,7 @@ export class Backend {
   constructor(bc: BackendConfig, cfg: GatewayConfig, onTransition: TransitionListener) {
     this.name = bc.name;
     this.url = bc.url;
+    this.displayUrl = redactUrl(bc.url);
     this.type = bc.type;
     this.healthPath = bc.healthPath;
     this.catalog = new ModelCatalog(bc.type);

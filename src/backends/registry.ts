@@ -67,12 +67,12 @@ export class Registry {
       if (this.list.some((b) => b.url === bc.url && !b.retiring && !leaving.includes(b))) continue;
       const b = new Backend(bc, cfg, (backend, t) => this.onTransition(backend, t));
       this.list.push(b);
-      this.log.info({ backend: b.name, url: b.url, slots: b.slots }, 'backend added');
+      this.log.info({ backend: b.name, url: b.displayUrl, slots: b.slots }, 'backend added');
       this.emit({ type: 'added', backend: b });
     }
     for (const b of leaving) {
       b.retiring = true;
-      this.log.info({ backend: b.name, url: b.url, in_flight: b.inFlight }, 'backend leaving: finishes its work, takes no more');
+      this.log.info({ backend: b.name, url: b.displayUrl, in_flight: b.inFlight }, 'backend leaving: finishes its work, takes no more');
       this.emit({ type: 'retiring', backend: b });
       this.removeIfIdle(b);
     }
@@ -83,16 +83,16 @@ export class Registry {
     if (!b.retiring || b.inFlight > 0 || !this.list.includes(b)) return;
     this.list = this.list.filter((x) => x !== b);
     void b.close();
-    this.log.info({ backend: b.name, url: b.url }, 'backend removed');
+    this.log.info({ backend: b.name, url: b.displayUrl }, 'backend removed');
     this.emit({ type: 'removed', backend: b });
   }
 
   private onTransition(b: Backend, t: Transition): void {
     if (t.healthy) {
-      this.log.info({ backend: b.name, url: b.url, reason: t.reason }, 'backend up: back in rotation');
+      this.log.info({ backend: b.name, url: b.displayUrl, reason: t.reason }, 'backend up: back in rotation');
       this.emit({ type: 'up', backend: b });
     } else {
-      this.log.warn({ backend: b.name, url: b.url, reason: t.reason, redispatched: b.pending.size }, 'backend down: out of rotation');
+      this.log.warn({ backend: b.name, url: b.displayUrl, reason: t.reason, redispatched: b.pending.size }, 'backend down: out of rotation');
       // requests that have not had a byte back yet go elsewhere instead of waiting on a dead box
       for (const p of [...b.pending]) p.redispatch(`backend ${b.name} went down`);
       this.emit({ type: 'down', backend: b });

@@ -31,6 +31,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: '--health-interval-seconds <s>', key: 'healthIntervalSeconds', env: 'GATEWAY_HEALTH_INTERVAL_SECONDS', path: ['health', 'interval_seconds'], kind: 'number', description: 'time between health probes (default 5)' },
   { flag: '--drain-seconds <s>', key: 'drainSeconds', env: 'GATEWAY_DRAIN_SECONDS', path: ['shutdown', 'drain_seconds'], kind: 'number', description: 'on SIGTERM, how long streams may finish (default 30)' },
   { flag: '--metrics-listen <host:port>', key: 'metricsListen', env: 'GATEWAY_METRICS_LISTEN', path: ['metrics', 'listen'], kind: 'string', description: 'also serve /metrics on this address alone (default: none)' },
+  { flag: '--log-format <format>', key: 'logFormat', env: 'GATEWAY_LOG_FORMAT', path: ['log', 'format'], kind: 'string', description: 'json (default) or pretty, for a terminal' },
   { flag: '--log-level <level>', key: 'logLevel', env: 'GATEWAY_LOG_LEVEL', path: ['log', 'level'], kind: 'string', description: 'fatal, error, warn, info, debug, trace or silent (default info)' },
   { flag: '--warm-first <yes|no>', key: 'warmFirst', env: 'GATEWAY_WARM_FIRST', path: ['routing', 'warm_first'], kind: 'boolean', description: 'prefer backends that have the model loaded (default yes)' },
   { flag: '--management <yes|no>', key: 'management', env: 'GATEWAY_MANAGEMENT', path: ['management', 'enabled'], kind: 'boolean', description: 'allow pull, push, create, copy, delete and blobs (default no)' },

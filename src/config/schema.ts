@@ -106,6 +106,7 @@ export const fileSchema = z.strictObject({
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      format: z.enum(['json', 'pretty']).default('json'),
     })
     .prefault({}),
   inspect: z
@@ -165,6 +166,7 @@ export interface GatewayConfig {
   readonly retry: { readonly maxAttempts: number };
   readonly drainMs: number;
   readonly logLevel: FileConfig['log']['level'];
+  readonly logFormat: FileConfig['log']['format'];
   readonly inspect: { readonly workers: number; readonly workerThresholdBytes: number };
 }
 
@@ -218,6 +220,7 @@ export function freezeConfig(f: FileConfig): GatewayConfig {
     retry: { maxAttempts: f.retry.max_attempts },
     drainMs: ms(f.shutdown.drain_seconds),
     logLevel: f.log.level,
+    logFormat: f.log.format,
     inspect: { workers: f.inspect.workers, workerThresholdBytes: f.inspect.worker_threshold_bytes },
   });
 }
@@ -228,4 +231,13 @@ function deepFreeze<T>(o: T): T {
     for (const v of Object.values(o)) deepFreeze(v);
   }
   return o;
+}
+
+/** A URL fit for logs and status pages: any user and password replaced by `***`. */
+export function redactUrl(url: string): string {
+  const u = new URL(url);
+  if (!u.username && !u.password) return url;
+  u.username = u.username ? '***' : '';
+  u.password = u.password ? '***' : '';
+  return u.toString().replace(/\/$/, '');
 }

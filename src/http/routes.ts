@@ -18,7 +18,7 @@ export const DISPATCHED_PATHS: ReadonlySet<string> = new Set([
   '/v1/messages',
 ]);
 
-export const GATEWAY_PATHS: ReadonlySet<string> = new Set(['/healthz', '/metrics']);
+export const GATEWAY_PATHS: ReadonlySet<string> = new Set(['/healthz', '/metrics', '/status', '/status.json']);
 
 /** Answered from the gateway's view of the fleet, no backend asked, no slot taken. */
 export const CATALOG_PATHS: ReadonlySet<string> = new Set(['/', '/api/version', '/api/tags', '/api/ps', '/v1/models']);

@@ -3,6 +3,7 @@
 // than one write(2) per line: at thousands of requests a second, per-line writes cost the
 // gateway several percent of its CPU.
 import { pino, type Logger, type DestinationStream, type LevelWithSilent } from 'pino';
+import { PinoPretty } from 'pino-pretty';
 
 export type { Logger };
 
@@ -10,13 +11,17 @@ export interface LoggerOptions {
   readonly level: LevelWithSilent;
   /** where lines go: a stream (tests collect lines), a file path, or stdout when absent */
   readonly destination?: DestinationStream | string;
+  /** json (one JSON object a line, for journald and log shippers) or pretty (for a terminal) */
+  readonly format?: 'json' | 'pretty';
 }
 
 const FLUSH_EVERY_MS = 250;
 
 export function createLogger(opts: LoggerOptions): Logger {
   let dest: DestinationStream;
-  if (opts.destination === undefined || typeof opts.destination === 'string') {
+  if (opts.format === 'pretty' && (opts.destination === undefined || typeof opts.destination === 'string')) {
+    dest = PinoPretty({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', sync: true });
+  } else if (opts.destination === undefined || typeof opts.destination === 'string') {
     const boom = pino.destination({ dest: opts.destination ?? 1, sync: false, minLength: 4096 });
     setInterval(() => boom.flush(), FLUSH_EVERY_MS).unref();
     // nothing buffered is lost when the process exits, whatever the reason
