@@ -1,0 +1,53 @@
+// The status page in a real browser: headless Chromium (Debian's package) driven by
+// playwright-core, against a gateway with simulated backends under light load. CI installs
+// Chromium (.ci/run); elsewhere, without it, this test says so and skips.
+import { existsSync, mkdirSync } from 'node:fs';
+import t from 'tap';
+import { chat, post, startGateway, startSims } from './helpers.js';
+
+const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
+const SHOTS = new URL('../test-results/', import.meta.url).pathname;
+
+t.test('the status page shows the fleet as it is', async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    if (process.env['CI']) t.fail(`${CHROMIUM} is missing: .ci/run must install chromium`);
+    else t.plan(0, `no ${CHROMIUM}: apt-get install chromium to run the browser test`);
+    return;
+  }
+  const { chromium } = await import('playwright-core');
+  const sims = await startSims(t, 2, { ttftMs: 0, tokenMs: 20, tokens: 100 });
+  sims[1]!.setFaults({ probeFails: true });
+  const { url, gateway } = await startGateway(t, sims);
+  for (let i = 0; i < gateway.config.health.unhealthyAfter; i++) await gateway.health.probeOnce(gateway.registry.byName('sim2')!);
+  // light load: a few short answers in the history, one long stream in flight
+  for (let i = 0; i < 3; i++) {
+    await post(url, '/api/chat', chat(`h${i}`, { stream: false, options: { num_predict: 3 } }));
+    gateway.history.sample();
+  }
+  const streaming = post(url, '/api/chat', chat('long'));
+  await sims[0]!.waitFor(() => sims[0]!.stats.tokensSent > 2);
+  await gateway.catalogs.refresh(gateway.registry.byName('sim1')!); // the next /api/ps poll
+
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+  });
+  t.teardown(() => browser.close());
+  const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${url}/status`);
+  await page.waitForFunction('document.querySelectorAll("#backends tr").length === 2');
+  const rows = await page.$$eval('#backends tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent?.trim() ?? '')));
+  t.match(rows[0]![0], /^sim1http:\/\/127\.0\.0\.1:\d+$/, 'name and URL');
+  t.same(rows[0]!.slice(1, 4), ['up', '1 / 1', 'llama3.2:latest'], 'sim1: up, one of one slot busy, its loaded model');
+  t.same(rows[1]!.slice(1, 3), ['down', '0 / 1'], 'sim2: down');
+  t.match(await page.textContent('#meta'), /1 of 2 backends up · 1 in flight · 0 of 100 queued/);
+  t.equal(await page.locator('#rpm polyline').count(), 2, 'requests and errors drawn');
+  t.equal(await page.locator('#queue polyline').count(), 1);
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: `${SHOTS}status.png`, fullPage: true });
+  t.ok(existsSync(`${SHOTS}status.png`), 'screenshot saved in test-results/status.png');
+  t.same(errors, [], 'no script errors');
+  await streaming;
+});
