@@ -7,6 +7,7 @@ import type { GatewayConfig } from './config/schema.js';
 import { demoBanner, startDemo } from './demo.js';
 import { Gateway } from './gateway.js';
 import { createLogger } from './log/logger.js';
+import { hashKey, newKey } from './auth/keys.js';
 import { Simulator } from './simulator/simulator.js';
 
 function version(): string {
@@ -63,6 +64,27 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
         io.err(`${file}: ${problems.length} problem(s)\n`);
         result = 1;
       }
+    });
+
+  program
+    .command('hash-key')
+    .description("print an API key's SHA-256 digest, for keys[].sha256 in the config")
+    .argument('[key]', 'the key (read from standard input when absent, so it stays out of shell history)')
+    .action(async (key: string | undefined) => {
+      const k = (key ?? (await readStdin())).trim();
+      if (!k) throw new UsageError('no key given');
+      io.out(`${hashKey(k)}\n`);
+      result = 0;
+    });
+
+  program
+    .command('new-key')
+    .description('make a strong random API key; prints the key (give it to its user) and its digest (put it in the config)')
+    .option('--name <name>', 'the key\'s name in the printed config snippet', 'my-app')
+    .action((o: { name: string }) => {
+      const k = newKey();
+      io.out(`key:    ${k}\nsha256: ${hashKey(k)}\n\nkeys:\n  - name: ${o.name}\n    sha256: ${hashKey(k)}\n`);
+      result = 0;
     });
 
   program
@@ -143,6 +165,13 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
 
 class UsageError extends Error {}
 
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) process.stderr.write('key: ');
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 function sourcesFrom(flags: Record<string, unknown>, env: CliIO['env']): LoadSources {
   const { config, ...rest } = flags;
   return { file: typeof config === 'string' ? config : undefined, env, flags: rest };
@@ -153,9 +182,6 @@ async function serveCommand(flags: Record<string, unknown>, io: CliIO): Promise<
   const config: GatewayConfig = loadConfig(sources);
   const gateway = await Gateway.start({ config });
   const log = gateway.log;
-  if (!isLoopback(config.listen.host)) {
-    log.warn({ listen: config.listen.host }, 'listening beyond loopback: anyone who can reach this address can use the fleet');
-  }
   process.on('SIGHUP', () => {
     try {
       gateway.reload(loadConfig(sources));
@@ -169,10 +195,6 @@ async function serveCommand(flags: Record<string, unknown>, io: CliIO): Promise<
     await new Promise<void>((resolve) => log.flush(() => resolve()));
   });
   return undefined;
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host.startsWith('127.') || host === '::1';
 }
 
 /** SIGTERM / SIGINT: stop gracefully once, exit 0; a second signal exits at once. */

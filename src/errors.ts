@@ -13,6 +13,9 @@ export interface ErrorSpec {
 export const ERRORS = {
   bad_json: { status: 400, description: 'The request body is not valid JSON.' },
   bad_request: { status: 400, description: 'The request body is missing, or JSON but not an object.' },
+  unauthorized: { status: 401, description: 'No API key, or one the gateway does not know (`Authorization: Bearer` or `X-Api-Key`).' },
+  admin_only: { status: 403, description: 'The route needs a key flagged `admin`.' },
+  model_forbidden: { status: 403, description: 'The key may not use this model (`keys[].models`).' },
   management_disabled: { status: 403, description: 'Model management (pull, push, create, copy, delete, blobs) is off: `management.enabled`.' },
   not_found: { status: 404, description: 'No such route on the gateway.' },
   backend_not_found: { status: 404, description: '`X-Gateway-Backend` names no backend in rotation.' },

@@ -19,6 +19,8 @@ import { createLogger } from './log/logger.js';
 import { logRequest } from './log/request-log.js';
 import { GatewayMetrics } from './metrics/metrics.js';
 import { StatusHistory } from './status/history.js';
+import { KeyRing } from './auth/keys.js';
+import type { RouteKind } from './http/routes.js';
 import { STATUS_PAGE } from './status/page.js';
 import { GATEWAY_PATHS, routeLabel } from './http/routes.js';
 import { fullName } from './models/name.js';
@@ -62,12 +64,14 @@ export class Gateway {
   private readonly server: Server;
   private metricsServer: Server | undefined;
   private cfg: GatewayConfig;
+  private keys: KeyRing;
   private active = 0;
   private idleWaiters: (() => void)[] = [];
   private stopping: Promise<void> | undefined;
 
   private constructor(opts: GatewayOptions) {
     this.cfg = opts.config;
+    this.keys = new KeyRing(opts.config.keys);
     this.log = opts.logger ?? createLogger({ level: opts.config.logLevel, format: opts.config.logFormat });
     this.registry = new Registry(this.cfg, this.log);
     this.dispatcher = new Dispatcher<Backend>(
@@ -125,6 +129,7 @@ export class Gateway {
         catalog: (ctx) => catalogRoutes.answer(ctx),
         draining: () => this.stopping !== undefined,
         ended: (ctx) => this.ended(ctx),
+        authorize: (ctx, route) => this.authorize(ctx, route),
       },
       this.log,
     );
@@ -147,6 +152,12 @@ export class Gateway {
     if (g.cfg.metrics.listen) await g.listenMetrics(g.cfg.metrics.listen);
     const a = g.address;
     g.log.info({ listen: `${a.address}:${a.port}`, config: effectiveConfig(g.cfg) }, 'gateway listening');
+    if (g.keys.open && !isLoopback(g.cfg.listen.host)) {
+      g.log.warn(
+        { listen: `${a.address}:${a.port}` },
+        'NO API KEYS CONFIGURED and listening beyond loopback: anyone who can reach this address can use the whole fleet (add keys, see README "Keys")',
+      );
+    }
     return g;
   }
 
@@ -178,6 +189,7 @@ export class Gateway {
       inspect: prev.inspect,
     });
     this.log.level = next.logLevel;
+    this.keys = new KeyRing(next.keys);
     this.dispatcher.configure(this.dispatchOptions(next));
     this.registry.apply(this.cfg);
     this.log.info({ backends: this.cfg.backends.map((b) => b.name), queue_size: next.queue.size }, 'config reloaded');
@@ -273,6 +285,22 @@ export class Gateway {
     sendJson(ctx, report.status === 'ok' ? 200 : 503, report);
   }
 
+  /**
+   * Who may do this. Open mode (no keys): everyone. Otherwise a known key for every route but
+   * /healthz; an admin key for management, and for /metrics and /status unless made public.
+   */
+  private authorize(ctx: RequestContext, route: RouteKind): void {
+    if (this.keys.open || ctx.path === '/healthz') return;
+    const isMetrics = ctx.path === '/metrics';
+    const isStatus = ctx.path === '/status' || ctx.path === '/status.json';
+    if ((isMetrics && this.cfg.auth.publicMetrics) || (isStatus && this.cfg.auth.publicStatus)) return;
+    const key = this.keys.identify(ctx.req.headers);
+    if (!key) throw new GatewayError('unauthorized', 'a valid API key is required (Authorization: Bearer <key> or X-Api-Key)');
+    ctx.key = key;
+    ctx.record.key = key.name;
+    if ((route === 'management' || isMetrics || isStatus) && !key.admin) throw new GatewayError('admin_only', `key '${key.name}' is not an admin key`);
+  }
+
   /** A second listener that serves /metrics alone (for a scrape network apart from clients). */
   private async listenMetrics(at: { host: string; port: number }): Promise<void> {
     const server = createServer((req, res) => {
@@ -331,4 +359,8 @@ export class Gateway {
 /** The running config for the start-up line, with any credentials in backend URLs hidden. */
 export function effectiveConfig(cfg: GatewayConfig): unknown {
   return { ...cfg, backends: cfg.backends.map((b) => ({ ...b, url: redactUrl(b.url) })) };
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host.startsWith('127.') || host === '::1';
 }

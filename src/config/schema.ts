@@ -35,6 +35,13 @@ export const backendSchema = z.strictObject({
   slots: whole(1, 65536).optional(),
 });
 
+export const keySchema = z.strictObject({
+  name: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.:@-]+$/, 'may hold letters, digits and _ . : @ - only'),
+  sha256: z.string({ error: 'must be the key\'s SHA-256 in hex, in quotes (ollama-gateway hash-key)' }).regex(/^[0-9a-f]{64}$/, 'must be the key\'s SHA-256 in hex (ollama-gateway hash-key)'),
+  models: z.array(z.string().min(1)).min(1).default(['*']),
+  admin: z.boolean().default(false),
+});
+
 export const fileSchema = z.strictObject({
   listen: listenSchema.default('127.0.0.1:8080'),
   backends: z.array(backendSchema).min(1, 'at least one backend is needed'),
@@ -73,6 +80,14 @@ export const fileSchema = z.strictObject({
     .strictObject({
       // empty: /metrics on the main listener only
       listen: z.union([z.literal(''), listenSchema]).default(''),
+    })
+    .prefault({}),
+  keys: z.array(keySchema).default([]),
+  auth: z
+    .strictObject({
+      // /metrics and /status without a key (scrapers inside a trusted network)
+      public_metrics: z.boolean().default(false),
+      public_status: z.boolean().default(false),
     })
     .prefault({}),
   aliases: z.record(z.string().min(1), z.string().min(1, 'an alias needs a target model')).default({}),
@@ -118,6 +133,11 @@ export const fileSchema = z.strictObject({
 }).superRefine((cfg, ctx) => {
   const urls = new Map<string, number>();
   const names = new Map<string, number>();
+  const keyNames = new Set<string>();
+  cfg.keys.forEach((k, i) => {
+    if (keyNames.has(k.name)) ctx.addIssue({ code: 'custom', path: ['keys', i, 'name'], message: `key name ${k.name} is used twice` });
+    keyNames.add(k.name);
+  });
   cfg.backends.forEach((b, i) => {
     const url = b.url.replace(/\/+$/, '');
     if (urls.has(url)) ctx.addIssue({ code: 'custom', path: ['backends', i, 'url'], message: `url ${url} is already backend ${urls.get(url)! + 1}` });
@@ -158,6 +178,8 @@ export interface GatewayConfig {
   };
   /** a second listener for /metrics alone (undefined: none) */
   readonly metrics: { readonly listen: { readonly host: string; readonly port: number } | undefined };
+  readonly keys: readonly { readonly name: string; readonly sha256: string; readonly models: readonly string[]; readonly admin: boolean }[];
+  readonly auth: { readonly publicMetrics: boolean; readonly publicStatus: boolean };
   /** client-facing name -> the model the fleet serves */
   readonly aliases: Readonly<Record<string, string>>;
   readonly management: { readonly enabled: boolean };
@@ -213,6 +235,8 @@ export function freezeConfig(f: FileConfig): GatewayConfig {
       healthyAfter: f.health.healthy_after,
     },
     metrics: { listen: f.metrics.listen === '' ? undefined : parseListen(f.metrics.listen) },
+    keys: f.keys.map((k) => ({ name: k.name, sha256: k.sha256, models: [...k.models], admin: k.admin })),
+    auth: { publicMetrics: f.auth.public_metrics, publicStatus: f.auth.public_status },
     aliases: { ...f.aliases },
     management: { enabled: f.management.enabled },
     routing: { warmFirst: f.routing.warm_first, warmSkewMs: ms(f.routing.warm_skew_seconds) },

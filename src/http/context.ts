@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestRecord } from '../log/request-log.js';
+import type { ApiKey } from '../auth/keys.js';
 import type { ModelRename } from '../relay/model-rename.js';
 import { CancelToken, type Cancellation } from './cancel.js';
 
@@ -14,6 +15,8 @@ export class RequestContext {
   readonly path: string;
   private readonly gone = new CancelToken();
   readonly record: RequestRecord;
+  /** the API key the request presented (undefined in open mode) */
+  key: ApiKey | undefined;
   /** set for an aliased request: the answer shows the name the client asked for */
   rename: ModelRename | undefined;
   /** where the request is: for the phase a client left in */
@@ -38,6 +41,7 @@ export class RequestContext {
       path: this.path,
       model: undefined,
       backend: undefined,
+      key: undefined,
       status: 0,
       code: undefined,
       queueMs: undefined,

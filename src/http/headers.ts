@@ -27,12 +27,14 @@ function connectionTokens(h: IncomingHttpHeaders): Set<string> | undefined {
 
 export function upstreamHeaders(
   h: IncomingHttpHeaders,
-  opts: { requestId: string; bodyLength: number | undefined; remoteAddress: string | undefined },
+  opts: { requestId: string; bodyLength: number | undefined; remoteAddress: string | undefined; stripCredentials?: boolean },
 ): Record<string, string | string[]> {
   const named = connectionTokens(h);
   const out: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(h)) {
     if (v === undefined || HOP_BY_HOP.has(k) || NOT_FORWARDED_UP.has(k) || named?.has(k)) continue;
+    // the gateway's own API keys never go upstream
+    if (opts.stripCredentials && (k === 'authorization' || k === 'x-api-key')) continue;
     out[k] = v;
   }
   out['x-request-id'] = opts.requestId;

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config/schema.js';
 import { GatewayError, errorBody, flavorOf, isGatewayError } from '../errors.js';
 import { RequestContext } from './context.js';
-import { classifyRoute } from './routes.js';
+import { classifyRoute, type RouteKind } from './routes.js';
 
 export interface FrontHandlers {
   dispatched(ctx: RequestContext): Promise<void>;
@@ -19,6 +19,8 @@ export interface FrontHandlers {
   catalog(ctx: RequestContext): void;
   /** true once a stop has begun: new requests get 503 */
   draining(): boolean;
+  /** who may do this: sets ctx.key, or throws 401/403 */
+  authorize(ctx: RequestContext, route: RouteKind): void;
   /** the request is over: its one log line, its metrics */
   ended(ctx: RequestContext): void;
 }
@@ -46,7 +48,9 @@ async function handle(req: IncomingMessage, res: ServerResponse, h: FrontHandler
   res.setHeader('x-request-id', ctx.id);
   try {
     if (h.draining()) throw new GatewayError('shutting_down', 'the gateway is shutting down');
-    switch (classifyRoute(ctx.record.method, ctx.path)) {
+    const route = classifyRoute(ctx.record.method, ctx.path);
+    h.authorize(ctx, route);
+    switch (route) {
       case 'gateway':
         await h.gateway(ctx);
         break;
@@ -96,6 +100,7 @@ function sendError(ctx: RequestContext, err: GatewayError, cfg: GatewayConfig): 
     'content-length': Buffer.byteLength(body),
   };
   if (err.retryAfter) headers['retry-after'] = cfg.queue.retryAfterSeconds;
+  if (err.code === 'unauthorized') headers['www-authenticate'] = 'Bearer';
   // an unread body must not be read into memory: close the connection instead of draining it
   const unreadBody = !ctx.req.complete && (ctx.req.headers['content-length'] !== undefined || ctx.req.headers['transfer-encoding'] !== undefined);
   if (err.code === 'body_too_large' || err.code === 'shutting_down' || unreadBody) headers['connection'] = 'close';

@@ -8,6 +8,8 @@ export interface RequestRecord {
   path: string;
   model: string | undefined;
   backend: string | undefined;
+  /** the API key's name (never the key) */
+  key: string | undefined;
   status: number;
   /** stable error code when the gateway answered with an error, or the client left */
   code: string | undefined;
@@ -34,6 +36,7 @@ export function logRequest(log: Logger, r: RequestRecord): void {
       path: r.path,
       model: r.model,
       backend: r.backend,
+      key: r.key,
       status: r.status,
       code: r.code,
       queue_ms: round(r.queueMs),

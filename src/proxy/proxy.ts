@@ -5,6 +5,7 @@
 import type { Dispatcher as UndiciDispatcher } from 'undici';
 import type { Backend } from '../backends/backend.js';
 import { ModelCatalog } from '../backends/catalog.js';
+import { fullName } from '../models/name.js';
 import type { Registry } from '../backends/registry.js';
 import type { GatewayConfig } from '../config/schema.js';
 import type { Dispatcher, Lease } from '../dispatch/dispatcher.js';
@@ -33,6 +34,12 @@ export interface ProxyDeps {
 
 type Acquire = (tried: ReadonlySet<Backend>) => Promise<Lease<Backend>>;
 
+/** A key may use only the models its globs allow (the name as the client asked for it). */
+function mayUse(ctx: RequestContext, model: string | undefined): void {
+  if (ctx.key === undefined || model === undefined) return;
+  if (!ctx.key.allows(model) && !ctx.key.allows(fullName(model))) throw new GatewayError('model_forbidden', `key '${ctx.key.name}' may not use model '${model}'`);
+}
+
 function apiOf(path: string): 'ollama' | 'openai' {
   return path.startsWith('/v1/') ? 'openai' : 'ollama';
 }
@@ -55,6 +62,7 @@ export class Proxy {
     const { facts, body } = await this.deps.inspector.inspect(raw, this.deps.config().aliases);
     ctx.record.model = facts.model;
     if (facts.alias !== undefined && facts.model !== undefined) ctx.rename = new ModelRename(facts.model, facts.alias);
+    mayUse(ctx, facts.alias ?? facts.model);
     const model = facts.model;
     const api = apiOf(ctx.path);
     // no backend anywhere holds it: say so now rather than after a queue wait
@@ -74,6 +82,7 @@ export class Proxy {
       // show goes to a backend that holds the model (and never queues behind generations)
       const inspected = await this.deps.inspector.inspect(body, this.deps.config().aliases);
       model = inspected.facts.model;
+      mayUse(ctx, inspected.facts.alias ?? model);
       ctx.record.model = model;
       body = inspected.body;
       if (model !== undefined && !this.deps.registry.all.some((b) => !b.retiring && b.speaks('ollama') && b.serves(model))) throw modelNotFound(ctx.path, model);
@@ -109,7 +118,7 @@ export class Proxy {
       ctx.record.bytesIn = body.length;
       const { facts } = await this.deps.inspector.inspect(body);
       ctx.record.model = facts.model;
-      const headers = upstreamHeaders(ctx.req.headers, { requestId: ctx.id, bodyLength: body.length, remoteAddress: ctx.req.socket.remoteAddress });
+      const headers = upstreamHeaders(ctx.req.headers, { requestId: ctx.id, bodyLength: body.length, remoteAddress: ctx.req.socket.remoteAddress, stripCredentials: ctx.key !== undefined });
       ctx.record.backend = inRotation.map((b) => b.name).join(',');
       try {
         if (ctx.path === '/api/pull') await pullEverywhere(ctx, inRotation, headers, body, facts.stream !== false);
@@ -177,7 +186,7 @@ export class Proxy {
             {
               method: ctx.record.method,
               path: ctx.req.url ?? '/',
-              headers: upstreamHeaders(ctx.req.headers, { requestId: ctx.id, bodyLength: body?.length, remoteAddress: ctx.req.socket.remoteAddress }),
+              headers: upstreamHeaders(ctx.req.headers, { requestId: ctx.id, bodyLength: body?.length, remoteAddress: ctx.req.socket.remoteAddress, stripCredentials: ctx.key !== undefined }),
               body,
             },
             ctx.clientGoneSignal,

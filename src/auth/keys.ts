@@ -1,0 +1,73 @@
+// API keys. The config holds only SHA-256 digests; a presented key (`Authorization: Bearer`,
+// which the ollama and openai clients send, or `X-Api-Key`) is hashed and compared against every
+// configured digest in constant time. Logs carry the key's name, never the key.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+
+export interface KeyConfig {
+  readonly name: string;
+  /** hex SHA-256 of the key */
+  readonly sha256: string;
+  /** model name globs this key may use (`*` any run of characters) */
+  readonly models: readonly string[];
+  /** may use management routes, /metrics and /status */
+  readonly admin: boolean;
+}
+
+export interface ApiKey {
+  readonly name: string;
+  readonly admin: boolean;
+  allows(model: string): boolean;
+}
+
+export function hashKey(key: string): string {
+  return createHash('sha256').update(key, 'utf8').digest('hex');
+}
+
+/** A strong random key: 32 bytes, base64url, with a prefix that says what it is. */
+export function newKey(): string {
+  return `ogw_${randomBytes(32).toString('base64url')}`;
+}
+
+function globToRegExp(glob: string): RegExp {
+  return new RegExp(`^${glob.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+}
+
+export function presentedKey(h: IncomingHttpHeaders): string | undefined {
+  const auth = h['authorization'];
+  if (typeof auth === 'string') {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
+    if (m) return m[1];
+  }
+  const x = h['x-api-key'];
+  return typeof x === 'string' && x.trim() !== '' ? x.trim() : undefined;
+}
+
+export class KeyRing {
+  private readonly entries: { digest: Buffer; key: ApiKey }[];
+
+  constructor(keys: readonly KeyConfig[]) {
+    this.entries = keys.map((k) => {
+      const patterns = k.models.map(globToRegExp);
+      return {
+        digest: Buffer.from(k.sha256, 'hex'),
+        key: { name: k.name, admin: k.admin, allows: (model: string) => patterns.some((p) => p.test(model)) },
+      };
+    });
+  }
+
+  /** No keys configured: the gateway is open (local use). */
+  get open(): boolean {
+    return this.entries.length === 0;
+  }
+
+  /** The key these headers present, if it is one of ours. Every digest is compared, in constant time. */
+  identify(h: IncomingHttpHeaders): ApiKey | undefined {
+    const presented = presentedKey(h);
+    if (presented === undefined) return undefined;
+    const digest = Buffer.from(hashKey(presented), 'hex');
+    let found: ApiKey | undefined;
+    for (const e of this.entries) if (timingSafeEqual(e.digest, digest) && !found) found = e.key;
+    return found;
+  }
+}
