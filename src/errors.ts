@@ -21,6 +21,8 @@ export const ERRORS = {
   backend_not_found: { status: 404, description: '`X-Gateway-Backend` names no backend in rotation.' },
   model_not_found: { status: 404, description: 'No backend in the fleet holds the requested model.' },
   body_too_large: { status: 413, description: 'The request body is larger than `limits.max_body_bytes`.' },
+  rate_limited: { status: 429, retryAfter: true, description: 'The key is over its request rate (`keys[].requests_per_minute`, `burst`).' },
+  concurrency_limited: { status: 429, retryAfter: true, description: 'The key already has `keys[].max_concurrent` jobs queued or running.' },
   client_closed: { status: 499, description: 'The client went away before the answer was complete (logged, never seen by the client).' },
   internal_error: { status: 500, description: 'A bug in the gateway: the request failed, the gateway stays up.' },
   upstream_unreachable: { status: 502, description: 'No backend could be reached (connection refused or reset on every try).' },
@@ -41,12 +43,16 @@ export class GatewayError extends Error {
   /** True when nothing reached the client and nothing reached a GPU: another backend may take it. */
   readonly retryable: boolean;
 
-  constructor(code: ErrorCode, message: string, options: { cause?: unknown; retryable?: boolean } = {}) {
+  /** seconds for Retry-After when this error knows better than the default */
+  readonly retryAfterSeconds: number | undefined;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; retryable?: boolean; retryAfterSeconds?: number } = {}) {
     super(message, { cause: options.cause });
     this.name = 'GatewayError';
     this.code = code;
     this.status = ERRORS[code].status;
     this.retryable = options.retryable ?? false;
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 
   get retryAfter(): boolean {

@@ -20,6 +20,7 @@ import { logRequest } from './log/request-log.js';
 import { GatewayMetrics } from './metrics/metrics.js';
 import { StatusHistory } from './status/history.js';
 import { KeyRing } from './auth/keys.js';
+import { KeyLimiter } from './auth/limits.js';
 import type { RouteKind } from './http/routes.js';
 import { STATUS_PAGE } from './status/page.js';
 import { GATEWAY_PATHS, routeLabel } from './http/routes.js';
@@ -112,6 +113,7 @@ export class Gateway {
       inspector: this.inspector,
       config: () => this.cfg,
       refreshCatalog: (b) => this.catalogs.refresh(b),
+      limiter: new KeyLimiter(),
       gapObserver: (backend, model) => this.metrics.gapObserver(backend, this.modelLabel(model)),
     });
     const catalogRoutes = new CatalogRoutes(

@@ -114,3 +114,36 @@ t.test('hash-key and new-key', async (t) => {
   t.equal(hashKey(key), digest);
   t.match(made, /keys:\n {2}- name: ci\n {4}sha256: [0-9a-f]{64}/);
 });
+
+t.test('per-key request rate (burst, then per minute) and concurrency cap: 429 with Retry-After', async (t) => {
+  const [sim] = await startSims(t, 1, { ttftMs: 0, tokenMs: 0, tokens: 2, parallel: 4 });
+  const dir = mkdtempSync(join(tmpdir(), 'gw-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'gateway.yaml');
+  writeFileSync(
+    file,
+    `backends: [{url: "http://127.0.0.1:1"}]\nkeys:\n  - {name: app, sha256: "${hashKey(APP)}", requests_per_minute: 6, burst: 2}\n  - {name: one, sha256: "${hashKey(ADMIN)}", max_concurrent: 1}\n`,
+  );
+  const { url } = await startGateway(t, [sim!], { slotsPerBackend: '4' }, { file });
+  const app = { authorization: `Bearer ${APP}` };
+  t.equal((await post(url, '/api/chat', chat('1', { stream: false }), { headers: app })).status, 200);
+  t.equal((await post(url, '/api/chat', chat('2', { stream: false }), { headers: app })).status, 200);
+  const limited = await post(url, '/api/chat', chat('3', { stream: false }), { headers: app });
+  t.equal(limited.status, 429, 'the burst of 2 is spent');
+  t.equal(limited.headers['retry-after'], '10', 'one request every 10 s at 6 a minute');
+  t.match(limited.json(), { error: "key 'app' is over its rate of 6 requests per minute" });
+  const openaiShape = await post(url, '/v1/chat/completions', chat('4'), { headers: app });
+  t.match(openaiShape.json(), { error: { code: 'rate_limited' } });
+  t.equal((await get(url, '/api/tags')).status, 401, 'catalog calls need a key but are not rate limited');
+
+  sim!.hold();
+  const one = { authorization: `Bearer ${ADMIN}` };
+  const first = post(url, '/api/chat', chat('held', { stream: false }), { headers: one });
+  await sim!.waitFor(() => sim!.waitingAtGate === 1);
+  const second = await post(url, '/api/chat', chat('second', { stream: false }), { headers: one });
+  t.equal(second.status, 429);
+  t.match(second.json(), { error: /already has 1 job/ });
+  sim!.release();
+  t.equal((await first).status, 200);
+  t.equal((await post(url, '/api/chat', chat('after', { stream: false }), { headers: one })).status, 200, 'the slot of the key is back');
+});

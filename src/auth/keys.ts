@@ -3,6 +3,7 @@
 // configured digest in constant time. Logs carry the key's name, never the key.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
+import type { KeyLimits } from './limits.js';
 
 export interface KeyConfig {
   readonly name: string;
@@ -12,11 +13,13 @@ export interface KeyConfig {
   readonly models: readonly string[];
   /** may use management routes, /metrics and /status */
   readonly admin: boolean;
+  readonly limits?: KeyLimits;
 }
 
 export interface ApiKey {
   readonly name: string;
   readonly admin: boolean;
+  readonly limits: KeyLimits;
   allows(model: string): boolean;
 }
 
@@ -51,7 +54,12 @@ export class KeyRing {
       const patterns = k.models.map(globToRegExp);
       return {
         digest: Buffer.from(k.sha256, 'hex'),
-        key: { name: k.name, admin: k.admin, allows: (model: string) => patterns.some((p) => p.test(model)) },
+        key: {
+          name: k.name,
+          admin: k.admin,
+          limits: k.limits ?? { requestsPerMinute: undefined, burst: undefined, maxConcurrent: undefined },
+          allows: (model: string) => patterns.some((p) => p.test(model)),
+        },
       };
     });
   }

@@ -40,6 +40,9 @@ export const keySchema = z.strictObject({
   sha256: z.string({ error: 'must be the key\'s SHA-256 in hex, in quotes (ollama-gateway hash-key)' }).regex(/^[0-9a-f]{64}$/, 'must be the key\'s SHA-256 in hex (ollama-gateway hash-key)'),
   models: z.array(z.string().min(1)).min(1).default(['*']),
   admin: z.boolean().default(false),
+  requests_per_minute: z.number().positive('must be more than 0').optional(),
+  burst: whole(1, 1_000_000).optional(),
+  max_concurrent: whole(1, 1_000_000).optional(),
 });
 
 export const fileSchema = z.strictObject({
@@ -178,7 +181,13 @@ export interface GatewayConfig {
   };
   /** a second listener for /metrics alone (undefined: none) */
   readonly metrics: { readonly listen: { readonly host: string; readonly port: number } | undefined };
-  readonly keys: readonly { readonly name: string; readonly sha256: string; readonly models: readonly string[]; readonly admin: boolean }[];
+  readonly keys: readonly {
+    readonly name: string;
+    readonly sha256: string;
+    readonly models: readonly string[];
+    readonly admin: boolean;
+    readonly limits: { readonly requestsPerMinute: number | undefined; readonly burst: number | undefined; readonly maxConcurrent: number | undefined };
+  }[];
   readonly auth: { readonly publicMetrics: boolean; readonly publicStatus: boolean };
   /** client-facing name -> the model the fleet serves */
   readonly aliases: Readonly<Record<string, string>>;
@@ -235,7 +244,13 @@ export function freezeConfig(f: FileConfig): GatewayConfig {
       healthyAfter: f.health.healthy_after,
     },
     metrics: { listen: f.metrics.listen === '' ? undefined : parseListen(f.metrics.listen) },
-    keys: f.keys.map((k) => ({ name: k.name, sha256: k.sha256, models: [...k.models], admin: k.admin })),
+    keys: f.keys.map((k) => ({
+      name: k.name,
+      sha256: k.sha256,
+      models: [...k.models],
+      admin: k.admin,
+      limits: { requestsPerMinute: k.requests_per_minute, burst: k.burst, maxConcurrent: k.max_concurrent },
+    })),
     auth: { publicMetrics: f.auth.public_metrics, publicStatus: f.auth.public_status },
     aliases: { ...f.aliases },
     management: { enabled: f.management.enabled },

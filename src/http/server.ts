@@ -99,7 +99,7 @@ function sendError(ctx: RequestContext, err: GatewayError, cfg: GatewayConfig): 
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
   };
-  if (err.retryAfter) headers['retry-after'] = cfg.queue.retryAfterSeconds;
+  if (err.retryAfter) headers['retry-after'] = err.retryAfterSeconds ?? cfg.queue.retryAfterSeconds;
   if (err.code === 'unauthorized') headers['www-authenticate'] = 'Bearer';
   // an unread body must not be read into memory: close the connection instead of draining it
   const unreadBody = !ctx.req.complete && (ctx.req.headers['content-length'] !== undefined || ctx.req.headers['transfer-encoding'] !== undefined);

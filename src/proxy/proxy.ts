@@ -4,6 +4,7 @@
 // sends the job to another backend; after that, never.
 import type { Dispatcher as UndiciDispatcher } from 'undici';
 import type { Backend } from '../backends/backend.js';
+import type { KeyLimiter } from '../auth/limits.js';
 import { ModelCatalog } from '../backends/catalog.js';
 import { fullName } from '../models/name.js';
 import type { Registry } from '../backends/registry.js';
@@ -14,6 +15,7 @@ import { readBody } from '../http/body.js';
 import type { RequestContext } from '../http/context.js';
 import { downstreamHeaders, upstreamHeaders } from '../http/headers.js';
 import type { Inspector } from '../inspect/inspector.js';
+import type { BodyFacts } from '../inspect/parse-body.js';
 import { endWithError, relayBody, streamKind, type RelayProgress } from '../relay/relay.js';
 import { StreamEndCheck, expectedEnd } from '../relay/stream-end.js';
 import { ModelRename } from '../relay/model-rename.js';
@@ -28,6 +30,8 @@ export interface ProxyDeps {
   readonly config: () => GatewayConfig;
   /** poll a backend's catalog again (it said it lacks a model its catalog listed) */
   readonly refreshCatalog: (b: Backend) => Promise<void>;
+  /** per-key rate and concurrency limits */
+  readonly limiter: KeyLimiter;
   /** where a stream's inter-chunk gaps go (metrics) */
   readonly gapObserver?: (backend: string, model: string | undefined) => (seconds: number) => void;
 }
@@ -63,6 +67,16 @@ export class Proxy {
     ctx.record.model = facts.model;
     if (facts.alias !== undefined && facts.model !== undefined) ctx.rename = new ModelRename(facts.model, facts.alias);
     mayUse(ctx, facts.alias ?? facts.model);
+    // a key's rate and concurrency: admitted here, released when the job ends however it ends
+    const release = ctx.key ? this.deps.limiter.admit(ctx.key.name, ctx.key.limits) : undefined;
+    try {
+      await this.dispatchedAdmitted(ctx, facts, body);
+    } finally {
+      release?.();
+    }
+  }
+
+  private async dispatchedAdmitted(ctx: RequestContext, facts: BodyFacts, body: Buffer): Promise<void> {
     const model = facts.model;
     const api = apiOf(ctx.path);
     // no backend anywhere holds it: say so now rather than after a queue wait

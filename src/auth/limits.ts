@@ -1,0 +1,58 @@
+// Per-key request rate (a token bucket: a burst, refilled at requests_per_minute) and a cap on
+// the jobs a key has in the gateway at once (queued or running). Both answer 429 with a
+// Retry-After; state is kept by key name, so a reload changes limits without resetting them.
+import { GatewayError } from '../errors.js';
+
+export interface KeyLimits {
+  readonly requestsPerMinute: number | undefined;
+  readonly burst: number | undefined;
+  readonly maxConcurrent: number | undefined;
+}
+
+interface State {
+  tokens: number;
+  at: number;
+  active: number;
+}
+
+export class KeyLimiter {
+  private readonly state = new Map<string, State>();
+
+  constructor(private readonly now: () => number = () => performance.now()) {}
+
+  private of(name: string, limits: KeyLimits): State {
+    let s = this.state.get(name);
+    if (!s) {
+      s = { tokens: limits.burst ?? limits.requestsPerMinute ?? 0, at: this.now(), active: 0 };
+      this.state.set(name, s);
+    }
+    return s;
+  }
+
+  /** Admit one job for this key, or throw 429. Returns the release to call when the job ends. */
+  admit(name: string, limits: KeyLimits): () => void {
+    const s = this.of(name, limits);
+    if (limits.maxConcurrent !== undefined && s.active >= limits.maxConcurrent) {
+      throw new GatewayError('concurrency_limited', `key '${name}' already has ${s.active} job(s) in the gateway, its limit`);
+    }
+    if (limits.requestsPerMinute !== undefined) {
+      const capacity = limits.burst ?? limits.requestsPerMinute;
+      const perMs = limits.requestsPerMinute / 60_000;
+      const t = this.now();
+      s.tokens = Math.min(capacity, s.tokens + (t - s.at) * perMs);
+      s.at = t;
+      if (s.tokens < 1) {
+        const waitS = Math.max(1, Math.ceil((1 - s.tokens) / perMs / 1000));
+        throw new GatewayError('rate_limited', `key '${name}' is over its rate of ${limits.requestsPerMinute} requests per minute`, { retryAfterSeconds: waitS });
+      }
+      s.tokens -= 1;
+    }
+    s.active++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      s.active--;
+    };
+  }
+}
