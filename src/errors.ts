@@ -22,6 +22,7 @@ export const ERRORS = {
   model_not_found: { status: 404, description: 'No backend in the fleet holds the requested model.' },
   body_too_large: { status: 413, description: 'The request body is larger than `limits.max_body_bytes`.' },
   rate_limited: { status: 429, retryAfter: true, description: 'The key is over its request rate (`keys[].requests_per_minute`, `burst`).' },
+  key_queue_full: { status: 429, retryAfter: true, description: 'The key already has `keys[].max_queued` jobs waiting for a slot.' },
   concurrency_limited: { status: 429, retryAfter: true, description: 'The key already has `keys[].max_concurrent` jobs queued or running.' },
   client_closed: { status: 499, description: 'The client went away before the answer was complete (logged, never seen by the client).' },
   internal_error: { status: 500, description: 'A bug in the gateway: the request failed, the gateway stays up.' },

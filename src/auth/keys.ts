@@ -14,12 +14,23 @@ export interface KeyConfig {
   /** may use management routes, /metrics and /status */
   readonly admin: boolean;
   readonly limits?: KeyLimits;
+  readonly fairness?: Fairness;
+}
+
+export interface Fairness {
+  /** share of the slots while several keys wait */
+  readonly weight: number;
+  /** jobs this key may have waiting */
+  readonly maxQueued: number | undefined;
+  /** a trusted header (lower case) whose value splits this key into one flow per user */
+  readonly header: string | undefined;
 }
 
 export interface ApiKey {
   readonly name: string;
   readonly admin: boolean;
   readonly limits: KeyLimits;
+  readonly fairness: Fairness;
   allows(model: string): boolean;
 }
 
@@ -58,6 +69,7 @@ export class KeyRing {
           name: k.name,
           admin: k.admin,
           limits: k.limits ?? { requestsPerMinute: undefined, burst: undefined, maxConcurrent: undefined },
+          fairness: k.fairness ?? { weight: 1, maxQueued: undefined, header: undefined },
           allows: (model: string) => patterns.some((p) => p.test(model)),
         },
       };

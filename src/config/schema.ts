@@ -43,6 +43,9 @@ export const keySchema = z.strictObject({
   requests_per_minute: z.number().positive('must be more than 0').optional(),
   burst: whole(1, 1_000_000).optional(),
   max_concurrent: whole(1, 1_000_000).optional(),
+  weight: z.number().positive('must be more than 0').default(1),
+  max_queued: whole(0, 1_000_000).optional(),
+  fairness_header: z.string().regex(/^[A-Za-z0-9-]+$/, 'must be a header name').optional(),
 });
 
 export const fileSchema = z.strictObject({
@@ -187,6 +190,7 @@ export interface GatewayConfig {
     readonly models: readonly string[];
     readonly admin: boolean;
     readonly limits: { readonly requestsPerMinute: number | undefined; readonly burst: number | undefined; readonly maxConcurrent: number | undefined };
+    readonly fairness: { readonly weight: number; readonly maxQueued: number | undefined; readonly header: string | undefined };
   }[];
   readonly auth: { readonly publicMetrics: boolean; readonly publicStatus: boolean };
   /** client-facing name -> the model the fleet serves */
@@ -250,6 +254,7 @@ export function freezeConfig(f: FileConfig): GatewayConfig {
       models: [...k.models],
       admin: k.admin,
       limits: { requestsPerMinute: k.requests_per_minute, burst: k.burst, maxConcurrent: k.max_concurrent },
+      fairness: { weight: k.weight, maxQueued: k.max_queued, header: k.fairness_header?.toLowerCase() },
     })),
     auth: { publicMetrics: f.auth.public_metrics, publicStatus: f.auth.public_status },
     aliases: { ...f.aliases },

@@ -41,6 +41,12 @@ export interface AcquireOptions<T> {
   readonly warmKey?: string | undefined;
   /** which API the job speaks; only backends that answer it may take it (default: ollama) */
   readonly api?: 'ollama' | 'openai';
+  /** who the job is for, for fair queueing (a key, or a key's user); default: one shared flow */
+  readonly flow?: string;
+  /** this flow's share: a flow of weight 2 gets twice the slots of weight 1 while both wait */
+  readonly weight?: number;
+  /** how many jobs this flow may have waiting (429 past it) */
+  readonly flowQueueCap?: number | undefined;
 }
 
 /** What a job needs of a backend, beyond a free slot. */
@@ -65,6 +71,9 @@ export type DispatchEvent = 'queued' | 'dequeued' | 'queue_full' | 'queue_timeou
 
 interface Waiter<T extends DispatchTarget> extends Needs<T> {
   readonly enqueuedAt: number;
+  readonly flow: string;
+  /** virtual finish time: waiters are served smallest tag first (weighted fair queueing) */
+  readonly tag: number;
   readonly resolve: (lease: Lease<T>) => void;
   readonly reject: (err: unknown) => void;
   timer: NodeJS.Timeout | undefined;
@@ -75,6 +84,10 @@ export class Dispatcher<T extends DispatchTarget> {
   private readonly queue = new WaitQueue<Waiter<T>>();
   private cursor = 0;
   private closedWith: GatewayError | undefined;
+  /** fair queueing: the tag of the last job served, and each flow's last tag and waiting count */
+  private virtualTime = 0;
+  private readonly flowTags = new Map<string, number>();
+  private readonly flowWaiting = new Map<string, number>();
   private opts: DispatcherOptions;
   private readonly targets: () => readonly T[];
   private readonly onRelease: (backend: T) => void;
@@ -145,8 +158,18 @@ export class Dispatcher<T extends DispatchTarget> {
       this.count('queue_full');
       return Promise.reject(new GatewayError('queue_full', `server busy: all slots in use and the wait queue is full (${this.opts.queueSize})`));
     }
+    const flow = options.flow ?? '';
+    const waiting = this.flowWaiting.get(flow) ?? 0;
+    if (options.flowQueueCap !== undefined && waiting >= options.flowQueueCap) {
+      this.count('queue_full');
+      return Promise.reject(new GatewayError('key_queue_full', `'${flow}' already has ${waiting} job(s) waiting, its limit`));
+    }
+    // a flow that waited nothing lately starts level with the job being served now
+    const tag = Math.max(this.virtualTime, this.flowTags.get(flow) ?? 0) + 1 / Math.max(options.weight ?? 1, 1e-6);
+    this.flowTags.set(flow, tag);
+    this.flowWaiting.set(flow, waiting + 1);
     return new Promise<Lease<T>>((resolve, reject) => {
-      const waiter: Waiter<T> = { ...needs, enqueuedAt: performance.now(), resolve, reject, timer: undefined, cleanup: undefined };
+      const waiter: Waiter<T> = { ...needs, flow, tag, enqueuedAt: performance.now(), resolve, reject, timer: undefined, cleanup: undefined };
       const node = this.queue.push(waiter);
       this.count('queued');
       if (this.opts.maxWaitMs > 0) {
@@ -175,16 +198,21 @@ export class Dispatcher<T extends DispatchTarget> {
    */
   drain(): void {
     while (this.queue.size > 0 && this.anyFree()) {
+      // the waiter with the smallest tag that some free backend can take (FIFO within a flow,
+      // weighted fair between flows); ties go to the earlier arrival
       let head: QueueNode<Waiter<T>> | undefined;
       let b: T | undefined;
       for (const node of this.queue.nodes()) {
-        b = this.pickFree(node.value);
-        if (b) {
+        if (head && node.value.tag >= head.value.tag) continue;
+        const free = this.pickFreeQuiet(node.value);
+        if (free) {
           head = node;
-          break;
+          b = free;
         }
       }
       if (!head || !b) return;
+      b = this.pickFree(head.value)!;
+      this.virtualTime = Math.max(this.virtualTime, head.value.tag);
       const chosen = this.opts.warmFirst ? this.warmerWaiter(head, b) : head;
       const w = chosen.value;
       this.unlink(chosen);
@@ -232,6 +260,13 @@ export class Dispatcher<T extends DispatchTarget> {
   private unlink(node: QueueNode<Waiter<T>>): boolean {
     if (!this.queue.remove(node)) return false;
     const w = node.value;
+    const left = (this.flowWaiting.get(w.flow) ?? 1) - 1;
+    if (left > 0) this.flowWaiting.set(w.flow, left);
+    else {
+      this.flowWaiting.delete(w.flow);
+      // a flow with nothing waiting and no lead to keep starts from the virtual time anyway
+      if ((this.flowTags.get(w.flow) ?? 0) <= this.virtualTime) this.flowTags.delete(w.flow);
+    }
     if (w.timer) clearTimeout(w.timer);
     w.cleanup?.();
     return true;
@@ -267,6 +302,12 @@ export class Dispatcher<T extends DispatchTarget> {
   private anyInRotation(n: Needs<T>): boolean {
     for (const b of this.targets()) if (this.fits(b, n)) return true;
     return false;
+  }
+
+  /** Is there a free backend this job may use? (Moves no round-robin cursor.) */
+  private pickFreeQuiet(needs: Needs<T>): T | undefined {
+    for (const b of this.targets()) if (b.inFlight < b.slots && this.fits(b, needs)) return b;
+    return undefined;
   }
 
   /**

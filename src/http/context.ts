@@ -42,6 +42,7 @@ export class RequestContext {
       model: undefined,
       backend: undefined,
       key: undefined,
+      flow: undefined,
       status: 0,
       code: undefined,
       queueMs: undefined,

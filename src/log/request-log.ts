@@ -10,6 +10,8 @@ export interface RequestRecord {
   backend: string | undefined;
   /** the API key's name (never the key) */
   key: string | undefined;
+  /** the fairness identity when it is more than the key (a key's user) */
+  flow: string | undefined;
   status: number;
   /** stable error code when the gateway answered with an error, or the client left */
   code: string | undefined;
@@ -37,6 +39,7 @@ export function logRequest(log: Logger, r: RequestRecord): void {
       model: r.model,
       backend: r.backend,
       key: r.key,
+      flow: r.flow !== r.key ? r.flow : undefined,
       status: r.status,
       code: r.code,
       queue_ms: round(r.queueMs),

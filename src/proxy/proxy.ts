@@ -38,6 +38,20 @@ export interface ProxyDeps {
 
 type Acquire = (tried: ReadonlySet<Backend>) => Promise<Lease<Backend>>;
 
+/**
+ * Who a job is for, in fair queueing: its key, or, for a key configured with a trusted user
+ * header (Open WebUI sends all its users under one key), the key's user. Open mode: one flow.
+ */
+function fairnessOf(ctx: RequestContext): { flow: string; weight: number; flowQueueCap: number | undefined } {
+  const key = ctx.key;
+  if (!key) return { flow: '', weight: 1, flowQueueCap: undefined };
+  const f = key.fairness;
+  const user = f.header ? ctx.req.headers[f.header] : undefined;
+  const flow = typeof user === 'string' && user !== '' ? `${key.name}/${user.slice(0, 128)}` : key.name;
+  ctx.record.flow = flow;
+  return { flow, weight: f.weight, flowQueueCap: f.maxQueued };
+}
+
 /** A key may use only the models its globs allow (the name as the client asked for it). */
 function mayUse(ctx: RequestContext, model: string | undefined): void {
   if (ctx.key === undefined || model === undefined) return;
@@ -82,7 +96,8 @@ export class Proxy {
     // no backend anywhere holds it: say so now rather than after a queue wait
     if (model !== undefined && !this.deps.registry.all.some((b) => !b.retiring && b.speaks(api) && b.serves(model))) throw modelNotFound(ctx.path, facts.alias ?? model);
     const warmKey = model === undefined ? undefined : ModelCatalog.warmKey(model, facts.runner);
-    const acquire: Acquire = (tried) => this.deps.dispatcher.acquire({ cancel: ctx.clientGoneSignal, exclude: tried, model, warmKey, api });
+    const fair = fairnessOf(ctx);
+    const acquire: Acquire = (tried) => this.deps.dispatcher.acquire({ cancel: ctx.clientGoneSignal, exclude: tried, model, warmKey, api, ...fair });
     await this.forward(ctx, body, acquire, (b) => b.pool, model);
   }
 
