@@ -9,7 +9,8 @@ import { Gateway } from '../src/gateway.js';
 import { createLogger } from '../src/log/logger.js';
 
 const flags = JSON.parse(process.argv[2] ?? '{}') as Record<string, string>;
-const config = loadConfig({ env: {}, flags });
+const file = process.argv[3];
+const config = loadConfig({ env: {}, flags, ...(file ? { file } : {}) });
 const logger = createLogger({ level: 'info', destination: '/dev/null' });
 const gateway = await Gateway.start({ config, logger });
 // when each queued job left the queue because its client went (epoch ms, high resolution)

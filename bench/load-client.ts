@@ -17,6 +17,14 @@ export type Task =
     }
   | { readonly kind: 'closed-loop'; readonly targets: readonly string[]; readonly perTarget: number; readonly path: string; readonly body: string; readonly durationMs: number }
   | { readonly kind: 'cancel'; readonly url: string; readonly phase: 'queued' | 'before_first_byte' | 'streaming'; readonly n: number; readonly fill: number; readonly prefix: string }
+  | {
+      readonly kind: 'fairness';
+      readonly url: string;
+      readonly heavyKey: string;
+      readonly lightKey: string;
+      readonly heavyJobs: number;
+      readonly lightEveryMs: number;
+    }
   | { readonly kind: 'trace'; readonly url: string; readonly models: readonly string[]; readonly concurrency: number }
   | { readonly kind: 'bodies'; readonly url: string; readonly path: string; readonly bytes: number; readonly concurrency: number; readonly durationMs: number };
 
@@ -165,6 +173,44 @@ async function cancels(t: Extract<Task, { kind: 'cancel' }>): Promise<CancelResu
   return { aborts };
 }
 
+export interface FairnessResult {
+  /** each light job's time from sending to its whole answer, ms */
+  readonly light: number[];
+  readonly heavyElapsedMs: number;
+  readonly failed: number;
+}
+
+/** A heavy key floods the queue; a light key sends one job every so often until the flood ends. */
+async function fairness(t: Extract<Task, { kind: 'fairness' }>): Promise<FairnessResult> {
+  let failed = 0;
+  const job = async (key: string, i: number): Promise<number> => {
+    const t0 = performance.now();
+    const res = await request(`${t.url}/api/chat`, {
+      method: 'POST',
+      body: JSON.stringify({ model: 'llama3.2', stream: false, messages: [{ role: 'user', content: `job ${i}` }] }),
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      dispatcher: agent,
+    });
+    await res.body.dump();
+    if (res.statusCode !== 200) failed++;
+    return performance.now() - t0;
+  };
+  const start = performance.now();
+  let floodDone = false;
+  const flood = Promise.all(Array.from({ length: t.heavyJobs }, (_, i) => job(t.heavyKey, i))).then(() => {
+    floodDone = true;
+  });
+  const light: Promise<number>[] = [];
+  await pause(t.lightEveryMs);
+  while (!floodDone) {
+    light.push(job(t.lightKey, light.length));
+    await pause(t.lightEveryMs);
+  }
+  await flood;
+  const heavyElapsedMs = performance.now() - start;
+  return { light: await Promise.all(light), heavyElapsedMs, failed };
+}
+
 export interface TraceResult {
   readonly elapsedMs: number;
   readonly failed: number;
@@ -189,7 +235,7 @@ async function trace(t: Extract<Task, { kind: 'trace' }>): Promise<TraceResult> 
 
 process.on('message', (task: Task) => {
   const run =
-    task.kind === 'streams' ? streams(task) : task.kind === 'closed-loop' ? closedLoop(task) : task.kind === 'cancel' ? cancels(task) : task.kind === 'trace' ? trace(task) : bodies(task);
+    task.kind === 'streams' ? streams(task) : task.kind === 'closed-loop' ? closedLoop(task) : task.kind === 'cancel' ? cancels(task) : task.kind === 'trace' ? trace(task) : task.kind === 'fairness' ? fairness(task) : bodies(task);
   run.then(
     (result) => process.send!({ ok: true, result }),
     (err: unknown) => process.send!({ ok: false, error: String(err) }),

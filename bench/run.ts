@@ -11,6 +11,8 @@
 //                the job), in each phase.
 //   5. models:   a mixed-model trace (3 models, 4 backends that keep 1 loaded, 2 s cold loads):
 //                total time and time spent loading, warm-first against plain round robin.
+//   7. fairness: a heavy key floods the queue, a light key sends a job every so often: the light
+//                key's wait with fair queueing (two keys) against plain FIFO (one shared key).
 //   6. bodies:   event-loop delay of the gateway while 8 MiB bodies flow beside the streams,
 //                with the piscina worker on and off.
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
@@ -19,7 +21,9 @@ import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { round, summarize, type Summary } from './stats.js';
-import type { CancelResult, LoopResult, StreamsResult, Task, TraceResult } from './load-client.js';
+import type { CancelResult, FairnessResult, LoopResult, StreamsResult, Task, TraceResult } from './load-client.js';
+import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
 import { chart } from './chart.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -34,6 +38,8 @@ const P = {
   rpsConnections: env('BENCH_RPS_CONNECTIONS', 64),
   cancelSamples: env('BENCH_CANCEL_SAMPLES', 30),
   traceJobs: env('BENCH_TRACE_JOBS', 40),
+  fairHeavyJobs: env('BENCH_FAIR_HEAVY_JOBS', 200),
+  fairLightEveryMs: env('BENCH_FAIR_LIGHT_EVERY_MS', 250),
   traceLoadMs: env('BENCH_TRACE_LOAD_MS', 2000),
   traceClients: env('BENCH_TRACE_CLIENTS', 12),
   tokens: env('BENCH_TOKENS', 50),
@@ -87,11 +93,11 @@ interface GatewayProc {
   stop(): Promise<void>;
 }
 
-async function startGateway(flags: Record<string, string>): Promise<GatewayProc> {
+async function startGateway(flags: Record<string, string>, configFile?: string): Promise<GatewayProc> {
   // BENCH_CPU_PROF=dir writes a V8 CPU profile of the gateway process there (open in Chrome devtools)
   const prof = process.env['BENCH_CPU_PROF'];
   const execArgv = ['--expose-gc', ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []), ...(process.env['BENCH_GATEWAY_NODE_ARGS']?.split(' ').filter(Boolean) ?? [])];
-  const proc = fork(join(here, 'gateway-process.js'), [JSON.stringify({ listen: '127.0.0.1:0', ...flags })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
+  const proc = fork(join(here, 'gateway-process.js'), [JSON.stringify({ listen: '127.0.0.1:0', ...flags }), ...(configFile ? [configFile] : [])], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   children.push(proc);
   pin(proc, 'gateway');
   const url = await new Promise<string>((resolve) => proc.once('message', (m: { url: string }) => resolve(m.url)));
@@ -352,6 +358,25 @@ async function modelsScenario() {
   return out;
 }
 
+async function fairnessScenario() {
+  const heavyKey = 'ogw_bench-heavy-key-000000000000';
+  const lightKey = 'ogw_bench-light-key-111111111111';
+  const sha = (k: string) => createHash('sha256').update(k).digest('hex');
+  const file = join(tmpdir(), `ogw-bench-keys-${process.pid}.yaml`);
+  writeFileSync(file, `backends: [{url: "http://127.0.0.1:1"}]\nkeys:\n  - {name: heavy, sha256: "${sha(heavyKey)}"}\n  - {name: light, sha256: "${sha(lightKey)}"}\n`);
+  const out: Record<string, unknown> = { params: { heavyJobs: P.fairHeavyJobs, lightEveryMs: P.fairLightEveryMs, backends: 2, serviceMs: 50 } };
+  for (const mode of ['fair', 'fifo'] as const) {
+    const sims = await Promise.all([0, 1].map(() => startSim(['--parallel', '1', '--ttft-ms', '10', '--token-ms', '10', '--tokens', '5'])));
+    const gw = await startGateway({ backends: sims.map((x) => x.url).join(','), slotsPerBackend: '1', queueSize: '100000' }, file);
+    // FIFO: the light job shares the heavy key, so both are one flow, served in arrival order
+    const r = await runLoad<FairnessResult>({ kind: 'fairness', url: gw.url, heavyKey, lightKey: mode === 'fair' ? lightKey : heavyKey, heavyJobs: P.fairHeavyJobs, lightEveryMs: P.fairLightEveryMs });
+    await gw.stop();
+    sims.forEach((x) => x.proc.kill());
+    out[mode] = { light: fmt(summarize(r.light)), flood_s: round(r.heavyElapsedMs / 1000), failed: r.failed };
+  }
+  return out;
+}
+
 function markdown(r: Record<string, any>): string {
   const lines = [`# Benchmark ${r['date']}`, '', `Machine: ${r['machine']}. Backends, gateway and load generator in separate processes on the same machine; direct-to-backend measured in the same run.`, '', '![figures](' + r['chart'] + ')', ''];
   const rps = r['rps'];
@@ -414,6 +439,19 @@ function markdown(r: Record<string, any>): string {
       '',
     );
   }
+  const f = r['fairness'];
+  if (f) {
+    lines.push(
+      `## 7. Fairness: a heavy key floods ${f.params.heavyJobs} jobs on ${f.params.backends} one-slot backends (~${f.params.serviceMs} ms a job); a light key sends one every ${f.params.lightEveryMs} ms`,
+      '',
+      "| light key's job, send to answer (ms) | fair queueing (two keys) | plain FIFO (one shared key) |",
+      '| --- | --- | --- |',
+      `| p50 | ${f.fair.light.p50} | ${f.fifo.light.p50} |`,
+      `| p99 | ${f.fair.light.p99} | ${f.fifo.light.p99} |`,
+      `| light jobs measured | ${f.fair.light.n} | ${f.fifo.light.n} |`,
+      '',
+    );
+  }
   const b = r['bodies'];
   if (b) {
     lines.push(
@@ -440,6 +478,7 @@ const SCENARIOS: Record<string, [string, () => Promise<unknown>]> = {
   'many-streams': ['streams_many', () => streamsScenario(P.manyStreams, P.manyTokenMs)],
   cancel: ['cancel', cancelScenario],
   models: ['models', modelsScenario],
+  fairness: ['fairness', fairnessScenario],
   bodies: ['bodies', bodiesScenario],
 };
 
