@@ -11,9 +11,9 @@
 //                the job), in each phase.
 //   5. models:   a mixed-model trace (3 models, 4 backends that keep 1 loaded, 2 s cold loads):
 //                total time and time spent loading, warm-first against plain round robin.
-//   7. fairness: a heavy key floods the queue, a light key sends a job every so often: the light
+//   6. fairness: a heavy key floods the queue, a light key sends a job every so often: the light
 //                key's wait with fair queueing (two keys) against plain FIFO (one shared key).
-//   6. bodies:   event-loop delay of the gateway while 8 MiB bodies flow beside the streams,
+//   7. bodies:   event-loop delay of the gateway while 8 MiB bodies flow beside the streams,
 //                with the piscina worker on and off.
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -442,7 +442,7 @@ function markdown(r: Record<string, any>): string {
   const f = r['fairness'];
   if (f) {
     lines.push(
-      `## 7. Fairness: a heavy key floods ${f.params.heavyJobs} jobs on ${f.params.backends} one-slot backends (~${f.params.serviceMs} ms a job); a light key sends one every ${f.params.lightEveryMs} ms`,
+      `## 6. Fairness: a heavy key floods ${f.params.heavyJobs} jobs on ${f.params.backends} one-slot backends (~${f.params.serviceMs} ms a job); a light key sends one every ${f.params.lightEveryMs} ms`,
       '',
       "| light key's job, send to answer (ms) | fair queueing (two keys) | plain FIFO (one shared key) |",
       '| --- | --- | --- |',
@@ -455,7 +455,7 @@ function markdown(r: Record<string, any>): string {
   const b = r['bodies'];
   if (b) {
     lines.push(
-      `## 6. Event-loop delay with ${b.params.bodyMiB} MiB bodies beside ${b.params.streams} streams`,
+      `## 7. Event-loop delay with ${b.params.bodyMiB} MiB bodies beside ${b.params.streams} streams`,
       '',
       '| figure | piscina on | piscina off |',
       '| --- | --- | --- |',
