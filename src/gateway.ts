@@ -95,7 +95,7 @@ export class Gateway {
     });
     this.history = new StatusHistory(() => ({ queueDepth: this.dispatcher.queueDepth, inFlight: this.registry.all.reduce((n, b) => n + b.inFlight, 0) }));
     this.dispatcher.on((e) => {
-      if (e === 'queue_full' || e === 'queue_timeout' || e === 'no_healthy_backend') this.metrics.rejected(e);
+      if (e === 'queue_full' || e === 'key_queue_full' || e === 'queue_timeout' || e === 'no_healthy_backend') this.metrics.rejected(e);
     });
     this.registry.on((e) => {
       if (e.type === 'up' || e.type === 'down') this.metrics.transition(e.backend.name, e.type);

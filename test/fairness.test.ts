@@ -68,7 +68,7 @@ t.test('weights: a key of weight 2 gets two slots for each one of a key of weigh
 
 t.test('a per-key cap on waiting jobs: 429 key_queue_full', async (t) => {
   const keys = `  - {name: heavy, sha256: "${hashKey(HEAVY)}", max_queued: 2}\n`;
-  const { url, sim } = await fleet(t, keys);
+  const { url, sim, gateway } = await fleet(t, keys);
   const h = { authorization: `Bearer ${HEAVY}` };
   const jobs = [0, 1, 2].map((i) => post(url, '/api/chat', chat(`j${i}`, { stream: false }), { headers: h }));
   await sim.waitFor(() => sim.waitingAtGate === 1);
@@ -77,6 +77,7 @@ t.test('a per-key cap on waiting jobs: 429 key_queue_full', async (t) => {
   t.equal(over.status, 429);
   t.equal(over.headers['retry-after'], '1');
   t.match(over.json(), { error: /already has 2 job\(s\) waiting/ });
+  t.same([gateway.dispatcher.counts.key_queue_full, gateway.dispatcher.counts.queue_full], [1, 0], 'counted as its own kind of rejection');
   sim.release();
   await Promise.all(jobs);
 });

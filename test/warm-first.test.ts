@@ -1,5 +1,8 @@
 // Warm-first routing: a job goes where its model is loaded, FIFO bends by at most the skew for
 // it, and runner options that force a reload count as another model.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
 import { chat, post, settled, startGateway, until } from './helpers.js';
 import { Simulator } from '../dist/src/simulator/simulator.js';
@@ -37,30 +40,18 @@ t.test('round robin (warm-first off) reloads on every switch', async (t) => {
   t.ok(a!.stats.loads + b!.stats.loads > 2, `more loads without warm-first (${a!.stats.loads + b!.stats.loads})`);
 });
 
-t.test('a freed slot goes to a younger waiter whose model is loaded there, within the skew', async (t) => {
+/**
+ * One backend, held busy with llama; then an older job for qwen (cold) and a younger one for
+ * llama (warm) wait. Returns the order the backend served them in.
+ */
+async function olderColdYoungerWarm(t: Parameters<typeof sims>[0], skewSeconds: number): Promise<(string | undefined)[]> {
   const [a] = await sims(t, 1);
   a!.hold();
-  const { url, gateway } = await startGateway(t, [a!], { queueSize: '10' });
-  const holder = post(url, '/api/chat', chat('holder', { model: 'llama3.2', stream: false }));
-  await a!.waitFor(() => a!.waitingAtGate === 1);
-  const cold = post(url, '/api/chat', chat('older, cold', { model: 'qwen2.5:0.5b', stream: false }));
-  await until(() => gateway.dispatcher.queueDepth === 1, 'cold waiting');
-  const warm = post(url, '/api/chat', chat('younger, warm', { model: 'llama3.2', stream: false }));
-  await until(() => gateway.dispatcher.queueDepth === 2, 'warm waiting');
-  a!.release();
-  await Promise.all([holder, cold, warm]);
-  t.same(
-    a!.seen.filter((r) => r.path === '/api/chat').map((r) => r.tag),
-    ['holder', 'younger, warm', 'older, cold'],
-    'the warm job went first',
-  );
-});
-
-t.test('beyond the skew, FIFO holds', async (t) => {
-  const [a] = await sims(t, 1);
-  a!.hold();
-  const { url, gateway } = await startGateway(t, [a!], { queueSize: '10' }, { file: undefined });
-  gateway.dispatcher.configure({ queueSize: 10, maxWaitMs: 0, warmFirst: true, warmSkewMs: 0 });
+  const dir = mkdtempSync(join(tmpdir(), 'gw-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'gateway.yaml');
+  writeFileSync(file, `backends: [{url: "http://127.0.0.1:1"}]\nrouting: {warm_skew_seconds: ${skewSeconds}}\n`);
+  const { url, gateway } = await startGateway(t, [a!], { queueSize: '10' }, { file });
   const holder = post(url, '/api/chat', chat('holder', { model: 'llama3.2', stream: false }));
   await a!.waitFor(() => a!.waitingAtGate === 1);
   const cold = post(url, '/api/chat', chat('older, cold', { model: 'qwen2.5:0.5b', stream: false }));
@@ -70,10 +61,15 @@ t.test('beyond the skew, FIFO holds', async (t) => {
   await until(() => gateway.dispatcher.queueDepth === 2, 'warm waiting');
   a!.release();
   await Promise.all([holder, cold, warm]);
-  t.same(
-    a!.seen.filter((r) => r.path === '/api/chat').map((r) => r.tag),
-    ['holder', 'older, cold', 'younger, warm'],
-  );
+  return a!.seen.filter((r) => r.path === '/api/chat').map((r) => r.tag);
+}
+
+t.test('a freed slot goes to a younger waiter whose model is loaded there, within the skew', async (t) => {
+  t.same(await olderColdYoungerWarm(t, 2), ['holder', 'younger, warm', 'older, cold'], 'the warm job went first');
+});
+
+t.test('beyond the skew, FIFO holds', async (t) => {
+  t.same(await olderColdYoungerWarm(t, 0), ['holder', 'older, cold', 'younger, warm']);
 });
 
 t.test('a different num_ctx is another model for warmth', async (t) => {

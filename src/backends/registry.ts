@@ -35,6 +35,11 @@ export class Registry {
     return this.cfg;
   }
 
+  /** Does any backend of the fleet (healthy or not, but not leaving) hold this model for this API? */
+  holds(model: string, api: 'ollama' | 'openai'): boolean {
+    return this.list.some((b) => !b.retiring && b.speaks(api) && b.serves(model));
+  }
+
   byName(name: string): Backend | undefined {
     return this.list.find((b) => b.name === name);
   }

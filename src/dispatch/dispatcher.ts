@@ -67,7 +67,7 @@ export interface DispatcherOptions {
   readonly warmSkewMs?: number;
 }
 
-export type DispatchEvent = 'queued' | 'dequeued' | 'queue_full' | 'queue_timeout' | 'cancelled_queued' | 'no_healthy_backend';
+export type DispatchEvent = 'queued' | 'dequeued' | 'queue_full' | 'key_queue_full' | 'queue_timeout' | 'cancelled_queued' | 'no_healthy_backend';
 
 interface Waiter<T extends DispatchTarget> extends Needs<T> {
   readonly enqueuedAt: number;
@@ -97,6 +97,7 @@ export class Dispatcher<T extends DispatchTarget> {
     queued: 0,
     dequeued: 0,
     queue_full: 0,
+    key_queue_full: 0,
     queue_timeout: 0,
     cancelled_queued: 0,
     no_healthy_backend: 0,
@@ -161,7 +162,7 @@ export class Dispatcher<T extends DispatchTarget> {
     const flow = options.flow ?? '';
     const waiting = this.flowWaiting.get(flow) ?? 0;
     if (options.flowQueueCap !== undefined && waiting >= options.flowQueueCap) {
-      this.count('queue_full');
+      this.count('key_queue_full');
       return Promise.reject(new GatewayError('key_queue_full', `'${flow}' already has ${waiting} job(s) waiting, its limit`));
     }
     // a flow that waited nothing lately starts level with the job being served now

@@ -80,7 +80,7 @@ export class GatewayMetrics {
       buckets: [1, 5, 10, 20, 40, 60, 80, 100, 150, 200, 400, 800],
       registers,
     });
-    this.rejections = new Counter({ name: 'ollama_gateway_rejections_total', help: 'Jobs turned away: queue_full, queue_timeout (evicted), no_healthy_backend, shutting_down.', labelNames: ['reason'], registers });
+    this.rejections = new Counter({ name: 'ollama_gateway_rejections_total', help: 'Jobs turned away: queue_full, key_queue_full, queue_timeout (evicted), no_healthy_backend, shutting_down.', labelNames: ['reason'], registers });
     this.cancellations = new Counter({ name: 'ollama_gateway_cancellations_total', help: 'Requests whose client left, by phase.', labelNames: ['phase'], registers });
     this.retries = new Counter({ name: 'ollama_gateway_retries_total', help: 'Tries sent to another backend before any byte reached the client.', registers });
     this.transitions = new Counter({ name: 'ollama_gateway_backend_transitions_total', help: 'Backends leaving (to=down) and rejoining (to=up) rotation.', labelNames: ['backend', 'to'], registers });
@@ -122,7 +122,7 @@ export class GatewayMetrics {
     return (s) => child.observe(s);
   }
 
-  rejected(reason: 'queue_full' | 'queue_timeout' | 'no_healthy_backend' | 'shutting_down'): void {
+  rejected(reason: 'queue_full' | 'key_queue_full' | 'queue_timeout' | 'no_healthy_backend' | 'shutting_down'): void {
     this.rejections.inc({ reason });
   }
 

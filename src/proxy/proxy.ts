@@ -94,7 +94,7 @@ export class Proxy {
     const model = facts.model;
     const api = apiOf(ctx.path);
     // no backend anywhere holds it: say so now rather than after a queue wait
-    if (model !== undefined && !this.deps.registry.all.some((b) => !b.retiring && b.speaks(api) && b.serves(model))) throw modelNotFound(ctx.path, facts.alias ?? model);
+    if (model !== undefined && !this.deps.registry.holds(model, api)) throw modelNotFound(ctx.path, facts.alias ?? model);
     const warmKey = model === undefined ? undefined : ModelCatalog.warmKey(model, facts.runner);
     const fair = fairnessOf(ctx);
     const acquire: Acquire = (tried) => this.deps.dispatcher.acquire({ cancel: ctx.clientGoneSignal, exclude: tried, model, warmKey, api, ...fair });
@@ -114,11 +114,11 @@ export class Proxy {
       mayUse(ctx, inspected.facts.alias ?? model);
       ctx.record.model = model;
       body = inspected.body;
-      if (model !== undefined && !this.deps.registry.all.some((b) => !b.retiring && b.speaks('ollama') && b.serves(model))) throw modelNotFound(ctx.path, model);
+      if (model !== undefined && !this.deps.registry.holds(model, 'ollama')) throw modelNotFound(ctx.path, model);
     }
     const api = apiOf(ctx.path);
     const send = body.length > 0 || !(method === 'GET' || method === 'HEAD') ? body : undefined;
-    await this.forward(ctx, send, (tried) => this.anyInRotation(tried, model, api), (b) => b.aux, model);
+    await this.forward(ctx, send, (tried) => this.leaseAny(tried, model, api), (b) => b.aux, model);
   }
 
   /**
@@ -171,7 +171,8 @@ export class Proxy {
     if (!ctx.path.startsWith('/api/blobs/') && ctx.record.status >= 200 && ctx.record.status < 300) void this.deps.refreshCatalog(chosen);
   }
 
-  private anyInRotation(tried: ReadonlySet<Backend>, model: string | undefined, api: 'ollama' | 'openai'): Promise<Lease<Backend>> {
+  /** A slot-less lease on any backend in rotation that may take this request, round robin. */
+  private leaseAny(tried: ReadonlySet<Backend>, model: string | undefined, api: 'ollama' | 'openai'): Promise<Lease<Backend>> {
     const list = this.deps.registry.all;
     for (let i = 0; i < list.length; i++) {
       const idx = (this.cursor + i) % list.length;
