@@ -5,7 +5,11 @@ import { Command, CommanderError, Option } from 'commander';
 import { CONFIG_ENV, ConfigError, OPTIONS, checkConfigFile, formatProblem, loadConfig, type LoadSources } from './config/load.js';
 import type { GatewayConfig } from './config/schema.js';
 import { demoBanner, startDemo } from './demo.js';
-import { Gateway } from './gateway.js';
+import { Gateway, StartupError } from './gateway.js';
+import { existsSync } from 'node:fs';
+import { monthOf } from './usage/period.js';
+import { parseSince, usageJson, usageTable } from './usage/report.js';
+import { SqliteUsageStore } from './usage/sqlite.js';
 import { createLogger } from './log/logger.js';
 import { hashKey, newKey } from './auth/keys.js';
 import { Simulator } from './simulator/simulator.js';
@@ -88,6 +92,36 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
     });
 
   program
+    .command('usage')
+    .description('print the usage ledger: requests, tokens and errors per day, key and model')
+    .option('-c, --config <file>', `the gateway's YAML config, for usage.path (or ${CONFIG_ENV})`)
+    .option('--db <file>', 'the ledger file itself (default: usage.path from the config, or GATEWAY_USAGE_PATH)')
+    .option('--since <when>', 'first day: YYYY-MM-DD, or Nd for the last N days (default: this month)')
+    .option('--key <name>', 'only this key')
+    .option('--json', 'JSON for scripts')
+    .action((o: { config?: string; db?: string; since?: string; key?: string; json?: boolean }) => {
+      let path = o.db ?? io.env['GATEWAY_USAGE_PATH'];
+      const file = o.config ?? io.env[CONFIG_ENV];
+      if (path === undefined && file !== undefined) path = loadConfig({ file, env: io.env }).usage.path;
+      if (!path) throw new UsageError('no ledger: give --db <file>, or -c <config> with usage.path set');
+      const since = o.since === undefined ? `${monthOf(Date.now())}-01` : parseSince(o.since);
+      if (since === undefined) throw new UsageError(`--since: expected YYYY-MM-DD or Nd (e.g. 7d), got '${o.since}'`);
+      if (!existsSync(path)) {
+        io.err(`error: no usage ledger at ${path} (the gateway creates it when it starts with usage.path set)\n`);
+        result = 1;
+        return;
+      }
+      const store = new SqliteUsageStore(path);
+      try {
+        const rows = store.rows({ since, key: o.key });
+        io.out(o.json ? usageJson(rows) : usageTable(rows));
+      } finally {
+        store.close();
+      }
+      result = 0;
+    });
+
+  program
     .command('demo')
     .description('run the gateway in front of simulated Ollama servers on loopback')
     .option('--listen <host:port>', 'where the gateway listens', '127.0.0.1:8080')
@@ -153,6 +187,10 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
     if (err instanceof UsageError) {
       io.err(`error: ${err.message}\n`);
       return 2;
+    }
+    if (err instanceof StartupError) {
+      io.err(`error: ${err.message}\n`);
+      return 1;
     }
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL') {

@@ -24,6 +24,8 @@ export const ERRORS = {
   rate_limited: { status: 429, retryAfter: true, description: 'The key is over its request rate (`keys[].requests_per_minute`, `burst`).' },
   key_queue_full: { status: 429, retryAfter: true, description: 'The key already has `keys[].max_queued` jobs waiting for a slot.' },
   concurrency_limited: { status: 429, retryAfter: true, description: 'The key already has `keys[].max_concurrent` jobs queued or running.' },
+  token_rate_limited: { status: 429, retryAfter: true, description: 'The key is over its token rate (`keys[].tokens_per_minute`); Retry-After says when it may go on.' },
+  budget_exhausted: { status: 429, retryAfter: true, description: 'The key has spent its token budget (`keys[].tokens_per_day` or `tokens_per_month`); the message and Retry-After say when it resets (00:00 UTC). Mid-stream this is the final error line.' },
   client_closed: { status: 499, description: 'The client went away before the answer was complete (logged, never seen by the client).' },
   internal_error: { status: 500, description: 'A bug in the gateway: the request failed, the gateway stays up.' },
   upstream_unreachable: { status: 502, description: 'No backend could be reached (connection refused or reset on every try).' },

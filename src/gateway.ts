@@ -21,9 +21,14 @@ import { GatewayMetrics } from './metrics/metrics.js';
 import { StatusHistory } from './status/history.js';
 import { KeyRing } from './auth/keys.js';
 import { KeyLimiter } from './auth/limits.js';
+import { TokenBudgets } from './auth/budgets.js';
+import { UsageLedger } from './usage/ledger.js';
+import { monthOf } from './usage/period.js';
+import { SqliteUsageStore } from './usage/sqlite.js';
+import { MemoryUsageStore, type UsageStore } from './usage/store.js';
 import type { RouteKind } from './http/routes.js';
 import { STATUS_PAGE } from './status/page.js';
-import { GATEWAY_PATHS, routeLabel } from './http/routes.js';
+import { DISPATCHED_PATHS, GATEWAY_PATHS, routeLabel } from './http/routes.js';
 import { fullName } from './models/name.js';
 import { createServer } from 'node:http';
 import { Proxy } from './proxy/proxy.js';
@@ -62,6 +67,8 @@ export class Gateway {
   readonly inspector: Inspector;
   readonly metrics: GatewayMetrics;
   readonly history: StatusHistory;
+  readonly budgets: TokenBudgets;
+  readonly ledger: UsageLedger;
   private readonly server: Server;
   private metricsServer: Server | undefined;
   private cfg: GatewayConfig;
@@ -106,6 +113,10 @@ export class Gateway {
       this.dispatcher.drain();
       this.dispatcher.pruneStranded();
     });
+    this.ledger = new UsageLedger(openStore(this.cfg.usage.path), this.cfg.usage.flushMs, this.log);
+    // budgets go on from what this month has used so far (the ledger survives restarts)
+    this.budgets = new TokenBudgets();
+    this.budgets.seed(this.ledger.rows({ since: `${monthOf(Date.now())}-01` }));
     this.inspector = new Inspector(this.cfg.inspect);
     const proxy = new Proxy({
       registry: this.registry,
@@ -114,6 +125,7 @@ export class Gateway {
       config: () => this.cfg,
       refreshCatalog: (b) => this.catalogs.refresh(b),
       limiter: new KeyLimiter(),
+      budgets: this.budgets,
       gapObserver: (backend, model) => this.metrics.gapObserver(backend, this.modelLabel(model)),
     });
     const catalogRoutes = new CatalogRoutes(
@@ -139,7 +151,13 @@ export class Gateway {
 
   /** Build, bind the listener and start health checks. */
   static async start(opts: GatewayOptions): Promise<Gateway> {
-    const g = new Gateway(opts);
+    let g: Gateway;
+    try {
+      g = new Gateway(opts);
+    } catch (err) {
+      if (err instanceof StartupError) throw err;
+      throw new StartupError(`usage.path: cannot open the usage ledger ${opts.config.usage.path}: ${(err as Error).message}`, { cause: err });
+    }
     g.registry.apply(g.cfg);
     await new Promise<void>((resolve, reject) => {
       g.server.once('error', reject);
@@ -154,6 +172,9 @@ export class Gateway {
     if (g.cfg.metrics.listen) await g.listenMetrics(g.cfg.metrics.listen);
     const a = g.address;
     g.log.info({ listen: `${a.address}:${a.port}`, config: effectiveConfig(g.cfg) }, 'gateway listening');
+    if (!g.cfg.usage.path && g.cfg.keys.some((k) => k.tokens.perDay !== undefined || k.tokens.perMonth !== undefined)) {
+      g.log.warn('keys have token budgets but usage.path is not set: usage is kept in memory, and budgets start again from zero when the gateway restarts');
+    }
     if (g.keys.open && !isLoopback(g.cfg.listen.host)) {
       g.log.warn(
         { listen: `${a.address}:${a.port}` },
@@ -183,10 +204,12 @@ export class Gateway {
     if (next.listen.host !== prev.listen.host || next.listen.port !== prev.listen.port) {
       this.log.warn({ from: `${prev.listen.host}:${prev.listen.port}`, to: `${next.listen.host}:${next.listen.port}` }, 'listen address changes need a restart; keeping the old one');
     }
-    // the listener and the worker pool are built once: their settings wait for a restart
+    if (next.usage.path !== prev.usage.path) this.log.warn({ from: prev.usage.path, to: next.usage.path }, 'usage.path changes need a restart; keeping the old one');
+    // the listener, the worker pool and the ledger are built once: their settings wait for a restart
     this.cfg = Object.freeze({
       ...next,
       listen: prev.listen,
+      usage: prev.usage,
       limits: Object.freeze({ ...prev.limits, maxBodyBytes: next.limits.maxBodyBytes }),
       inspect: prev.inspect,
     });
@@ -197,14 +220,36 @@ export class Gateway {
     this.log.info({ backends: this.cfg.backends.map((b) => b.name), queue_size: next.queue.size }, 'config reloaded');
   }
 
-  /** /status.json: the health report, each backend's output tokens/s, and the recent past. */
+  /** /status.json: the health report, each backend's output tokens/s, the recent past, and each key's usage today. */
   statusReport() {
     const report = this.healthReport();
     return {
       ...report,
       backends: report.backends.map((b) => ({ ...b, tokens_per_second: this.history.rates.get(b.name) ?? 0 })),
       history: this.history.samples,
+      keys: this.keyUsageToday(),
     };
+  }
+
+  /** Per key (every configured key, or the open gateway as ''), today's usage (UTC) and budgets. */
+  private keyUsageToday() {
+    const today = this.ledger.today();
+    const names = this.cfg.keys.length > 0 ? this.cfg.keys.map((k) => k.name) : [''];
+    return names.map((name) => {
+      const u = today.get(name);
+      const k = this.cfg.keys.find((x) => x.name === name);
+      const used = this.budgets.usage(name);
+      return {
+        name,
+        requests: u?.requests ?? 0,
+        prompt_tokens: u?.promptTokens ?? 0,
+        completion_tokens: u?.completionTokens ?? 0,
+        errors: u?.errors ?? 0,
+        tokens_per_day: k?.tokens.perDay ?? null,
+        tokens_per_month: k?.tokens.perMonth ?? null,
+        used_month: used.month,
+      };
+    });
   }
 
   healthReport(): HealthReport {
@@ -257,6 +302,7 @@ export class Gateway {
     this.server.closeAllConnections();
     this.metricsServer?.close();
     await Promise.all([closed, this.registry.close(!drained), this.inspector.close()]);
+    this.ledger.close();
     this.log.info('stopped');
   }
 
@@ -334,10 +380,21 @@ export class Gateway {
   private ended(ctx: RequestContext): void {
     const r = ctx.record;
     logRequest(this.log, r);
+    // the ledger: generation and embedding jobs by key (a request without a valid key has none)
+    if (DISPATCHED_PATHS.has(ctx.path) && r.method === 'POST' && (this.keys.open || ctx.key !== undefined)) {
+      this.ledger.record({
+        key: ctx.key?.name ?? '',
+        model: this.modelLabel(r.model),
+        promptTokens: r.promptTokens ?? 0,
+        completionTokens: r.completionTokens ?? 0,
+        error: r.code !== undefined && r.code !== 'client_closed' ? true : r.status >= 400 && r.status !== 499,
+      });
+    }
     if (!GATEWAY_PATHS.has(ctx.path)) this.history.ended(r.status, r.queueMs, r.backend, r.completionTokens);
     const phase = ctx.phase;
     this.metrics.requestEnded({
       route: routeLabel(ctx.path),
+      key: r.key ?? '',
       status: r.status,
       code: r.code,
       model: this.modelLabel(r.model),
@@ -356,6 +413,13 @@ export class Gateway {
   private dispatchOptions(cfg: GatewayConfig) {
     return { queueSize: cfg.queue.size, maxWaitMs: cfg.queue.maxWaitMs, warmFirst: cfg.routing.warmFirst, warmSkewMs: cfg.routing.warmSkewMs };
   }
+}
+
+/** The gateway could not start (a file it needs cannot be opened): one line, exit 1. */
+export class StartupError extends Error {}
+
+function openStore(path: string): UsageStore {
+  return path ? new SqliteUsageStore(path) : new MemoryUsageStore();
 }
 
 /** The running config for the start-up line, with any credentials in backend URLs hidden. */

@@ -106,3 +106,17 @@ t.test('Open WebUI: a key with a trusted user header is fair between its users; 
   const order2 = sim.seen.filter((r) => r.path === '/api/chat').map((r) => r.tag).slice(7);
   t.equal(order2.indexOf('spoof'), 4, 'a key without fairness_header cannot jump its own queue');
 });
+
+t.test('priority classes: an interactive key\'s job goes before a batch key\'s earlier ones', async (t) => {
+  const keys = `  - {name: heavy, sha256: "${hashKey(HEAVY)}", priority: batch}\n  - {name: light, sha256: "${hashKey(LIGHT)}"}\n`;
+  const { url, sim, gateway } = await fleet(t, keys);
+  const batch = Array.from({ length: 5 }, (_, i) => post(url, '/api/chat', chat(`batch ${i}`, { stream: false }), { headers: { authorization: `Bearer ${HEAVY}` } }));
+  await until(() => gateway.dispatcher.queueDepth === 4, 'four batch jobs waiting');
+  const interactive = [0, 1].map((i) => post(url, '/api/chat', chat(`interactive ${i}`, { stream: false }), { headers: { authorization: `Bearer ${LIGHT}` } }));
+  await until(() => gateway.dispatcher.queueDepth === 6, 'the interactive jobs waiting too');
+  await drainOneByOne(sim, 7);
+  await Promise.all([...batch, ...interactive]);
+  const order = sim.seen.filter((r) => r.path === '/api/chat').map((r) => r.tag);
+  t.same(order, ['batch 0', 'interactive 0', 'interactive 1', 'batch 1', 'batch 2', 'batch 3', 'batch 4'], 'every waiting interactive job first, FIFO within each');
+  await settled(gateway);
+});

@@ -34,8 +34,8 @@ t.test('the series exist and count what happened', async (t) => {
   await Promise.all([...held, queued]);
   await settled(gateway);
   const m = (await get(url, '/metrics')).text;
-  t.equal(value(m, 'ollama_gateway_requests_total{route="/api/chat",status="200",model="llama3.2:latest"}'), 6);
-  t.equal(value(m, 'ollama_gateway_requests_total{route="/api/chat",status="404",model="other"}'), 1, 'an unknown model is "other", not a new label');
+  t.equal(value(m, 'ollama_gateway_requests_total{route="/api/chat",status="200",model="llama3.2:latest",key=""}'), 6);
+  t.equal(value(m, 'ollama_gateway_requests_total{route="/api/chat",status="404",model="other",key=""}'), 1, 'an unknown model is "other", not a new label');
   const sum = (prefix: string) => m.split('\n').filter((l) => l.startsWith(prefix)).reduce((n, l) => n + Number(l.split(' ')[1]), 0);
   t.equal(sum('gen_ai_server_time_to_first_token_seconds_count{'), 4, 'one TTFT per streamed generation');
   const gaps = m.split('\n').filter((l) => l.startsWith('gen_ai_server_time_per_output_token_seconds_count')).reduce((n, l) => n + Number(l.split(' ')[1]), 0);

@@ -45,6 +45,8 @@ t.test('the status page shows the fleet as it is', async (t) => {
   t.match(await page.textContent('#meta'), /1 of 2 backends up · 1 in flight · 0 of 100 queued/);
   t.equal(await page.locator('#rpm polyline').count(), 2, 'requests and errors drawn');
   t.equal(await page.locator('#queue polyline').count(), 1);
+  const usage = await page.$$eval('#keys tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent?.trim() ?? '')));
+  t.same(usage, [['open (no keys)', '3', '33', '9', '0', '—']], 'usage today: the three short answers (the stream is still going)');
   mkdirSync(SHOTS, { recursive: true });
   await page.screenshot({ path: `${SHOTS}status.png`, fullPage: true });
   t.ok(existsSync(`${SHOTS}status.png`), 'screenshot saved in test-results/status.png');

@@ -3,6 +3,7 @@
 // configured digest in constant time. Logs carry the key's name, never the key.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Priority, TokenLimits } from '../config/schema.js';
 import type { KeyLimits } from './limits.js';
 
 export interface KeyConfig {
@@ -15,6 +16,7 @@ export interface KeyConfig {
   readonly admin: boolean;
   readonly limits?: KeyLimits;
   readonly fairness?: Fairness;
+  readonly tokens?: TokenLimits;
 }
 
 export interface Fairness {
@@ -24,6 +26,8 @@ export interface Fairness {
   readonly maxQueued: number | undefined;
   /** a trusted header (lower case) whose value splits this key into one flow per user */
   readonly header: string | undefined;
+  /** interactive jobs are served before batch jobs */
+  readonly priority: Priority;
 }
 
 export interface ApiKey {
@@ -31,8 +35,13 @@ export interface ApiKey {
   readonly admin: boolean;
   readonly limits: KeyLimits;
   readonly fairness: Fairness;
+  readonly tokens: TokenLimits;
+  /** has a token rate or budget (its streams are metered as they pass) */
+  readonly metered: boolean;
   allows(model: string): boolean;
 }
+
+const NO_TOKEN_LIMITS: TokenLimits = { perMinute: undefined, perDay: undefined, perMonth: undefined };
 
 export function hashKey(key: string): string {
   return createHash('sha256').update(key, 'utf8').digest('hex');
@@ -69,7 +78,9 @@ export class KeyRing {
           name: k.name,
           admin: k.admin,
           limits: k.limits ?? { requestsPerMinute: undefined, burst: undefined, maxConcurrent: undefined },
-          fairness: k.fairness ?? { weight: 1, maxQueued: undefined, header: undefined },
+          fairness: k.fairness ?? { weight: 1, maxQueued: undefined, header: undefined, priority: 'interactive' },
+          tokens: k.tokens ?? NO_TOKEN_LIMITS,
+          metered: k.tokens !== undefined && (k.tokens.perMinute !== undefined || k.tokens.perDay !== undefined || k.tokens.perMonth !== undefined),
           allows: (model: string) => patterns.some((p) => p.test(model)),
         },
       };

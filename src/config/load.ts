@@ -35,6 +35,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: '--log-level <level>', key: 'logLevel', env: 'GATEWAY_LOG_LEVEL', path: ['log', 'level'], kind: 'string', description: 'fatal, error, warn, info, debug, trace or silent (default info)' },
   { flag: '--warm-first <yes|no>', key: 'warmFirst', env: 'GATEWAY_WARM_FIRST', path: ['routing', 'warm_first'], kind: 'boolean', description: 'prefer backends that have the model loaded (default yes)' },
   { flag: '--management <yes|no>', key: 'management', env: 'GATEWAY_MANAGEMENT', path: ['management', 'enabled'], kind: 'boolean', description: 'allow pull, push, create, copy, delete and blobs (default no)' },
+  { flag: '--usage-path <file>', key: 'usagePath', env: 'GATEWAY_USAGE_PATH', path: ['usage', 'path'], kind: 'string', description: 'SQLite file for the usage ledger (default: none, usage kept in memory)' },
   { flag: '--inspect-workers <n>', key: 'inspectWorkers', env: 'GATEWAY_INSPECT_WORKERS', path: ['inspect', 'workers'], kind: 'int', description: 'worker threads that parse large bodies, 0 = parse inline (default 1)' },
 ];
 

@@ -46,6 +46,10 @@ export const keySchema = z.strictObject({
   weight: z.number().positive('must be more than 0').default(1),
   max_queued: whole(0, 1_000_000).optional(),
   fairness_header: z.string().regex(/^[A-Za-z0-9-]+$/, 'must be a header name').optional(),
+  priority: z.enum(['interactive', 'batch']).default('interactive'),
+  tokens_per_minute: whole(1, 2 ** 40).optional(),
+  tokens_per_day: whole(1, 2 ** 48).optional(),
+  tokens_per_month: whole(1, 2 ** 48).optional(),
 });
 
 export const fileSchema = z.strictObject({
@@ -100,6 +104,13 @@ export const fileSchema = z.strictObject({
   management: z
     .strictObject({
       enabled: z.boolean().default(false),
+    })
+    .prefault({}),
+  usage: z
+    .strictObject({
+      // the SQLite ledger; empty: usage is kept in memory only and budgets restart at zero
+      path: z.string().default(''),
+      flush_seconds: positiveSeconds().default(1),
     })
     .prefault({}),
   routing: z
@@ -169,6 +180,15 @@ export interface BackendConfig {
   readonly healthPath: string | undefined;
 }
 
+export type Priority = 'interactive' | 'batch';
+
+/** A key's token rate and budgets (prompt and completion tokens together); undefined: no limit. */
+export interface TokenLimits {
+  readonly perMinute: number | undefined;
+  readonly perDay: number | undefined;
+  readonly perMonth: number | undefined;
+}
+
 export interface GatewayConfig {
   readonly listen: { readonly host: string; readonly port: number };
   readonly backends: readonly BackendConfig[];
@@ -190,12 +210,15 @@ export interface GatewayConfig {
     readonly models: readonly string[];
     readonly admin: boolean;
     readonly limits: { readonly requestsPerMinute: number | undefined; readonly burst: number | undefined; readonly maxConcurrent: number | undefined };
-    readonly fairness: { readonly weight: number; readonly maxQueued: number | undefined; readonly header: string | undefined };
+    readonly fairness: { readonly weight: number; readonly maxQueued: number | undefined; readonly header: string | undefined; readonly priority: Priority };
+    readonly tokens: TokenLimits;
   }[];
   readonly auth: { readonly publicMetrics: boolean; readonly publicStatus: boolean };
   /** client-facing name -> the model the fleet serves */
   readonly aliases: Readonly<Record<string, string>>;
   readonly management: { readonly enabled: boolean };
+  /** the usage ledger: an SQLite file ('' keeps it in memory), written every flushMs */
+  readonly usage: { readonly path: string; readonly flushMs: number };
   readonly routing: { readonly warmFirst: boolean; readonly warmSkewMs: number };
   readonly catalog: { readonly intervalMs: number; readonly timeoutMs: number };
   readonly retry: { readonly maxAttempts: number };
@@ -254,11 +277,13 @@ export function freezeConfig(f: FileConfig): GatewayConfig {
       models: [...k.models],
       admin: k.admin,
       limits: { requestsPerMinute: k.requests_per_minute, burst: k.burst, maxConcurrent: k.max_concurrent },
-      fairness: { weight: k.weight, maxQueued: k.max_queued, header: k.fairness_header?.toLowerCase() },
+      fairness: { weight: k.weight, maxQueued: k.max_queued, header: k.fairness_header?.toLowerCase(), priority: k.priority },
+      tokens: { perMinute: k.tokens_per_minute, perDay: k.tokens_per_day, perMonth: k.tokens_per_month },
     })),
     auth: { publicMetrics: f.auth.public_metrics, publicStatus: f.auth.public_status },
     aliases: { ...f.aliases },
     management: { enabled: f.management.enabled },
+    usage: { path: f.usage.path, flushMs: ms(f.usage.flush_seconds) },
     routing: { warmFirst: f.routing.warm_first, warmSkewMs: ms(f.routing.warm_skew_seconds) },
     catalog: { intervalMs: ms(f.catalog.interval_seconds), timeoutMs: ms(f.catalog.timeout_seconds) },
     retry: { maxAttempts: f.retry.max_attempts },

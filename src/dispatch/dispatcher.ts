@@ -1,4 +1,5 @@
-// The dispatcher: at most `slots` jobs in flight per backend, one bounded FIFO wait queue, and
+// The dispatcher: at most `slots` jobs in flight per backend, one bounded wait queue (served in
+// priority class order, then weighted fair between keys, FIFO within a key), and
 // work conservation: whenever a slot frees or a backend joins or recovers, the queue drains
 // until every free slot is busy again (event-driven, no polling). Among free backends, round
 // robin. A waiter leaves the queue when its max wait runs out (timer), when its client goes, or
@@ -47,6 +48,8 @@ export interface AcquireOptions<T> {
   readonly weight?: number;
   /** how many jobs this flow may have waiting (429 past it) */
   readonly flowQueueCap?: number | undefined;
+  /** priority class: every waiting job of a lower number is served first (0 interactive, 1 batch) */
+  readonly priority?: number;
 }
 
 /** What a job needs of a backend, beyond a free slot. */
@@ -72,7 +75,9 @@ export type DispatchEvent = 'queued' | 'dequeued' | 'queue_full' | 'key_queue_fu
 interface Waiter<T extends DispatchTarget> extends Needs<T> {
   readonly enqueuedAt: number;
   readonly flow: string;
-  /** virtual finish time: waiters are served smallest tag first (weighted fair queueing) */
+  /** priority class, lower first */
+  readonly priority: number;
+  /** virtual finish time: within a class, waiters are served smallest tag first (weighted fair queueing) */
   readonly tag: number;
   readonly resolve: (lease: Lease<T>) => void;
   readonly reject: (err: unknown) => void;
@@ -170,7 +175,7 @@ export class Dispatcher<T extends DispatchTarget> {
     this.flowTags.set(flow, tag);
     this.flowWaiting.set(flow, waiting + 1);
     return new Promise<Lease<T>>((resolve, reject) => {
-      const waiter: Waiter<T> = { ...needs, flow, tag, enqueuedAt: performance.now(), resolve, reject, timer: undefined, cleanup: undefined };
+      const waiter: Waiter<T> = { ...needs, flow, priority: options.priority ?? 0, tag, enqueuedAt: performance.now(), resolve, reject, timer: undefined, cleanup: undefined };
       const node = this.queue.push(waiter);
       this.count('queued');
       if (this.opts.maxWaitMs > 0) {
@@ -199,12 +204,13 @@ export class Dispatcher<T extends DispatchTarget> {
    */
   drain(): void {
     while (this.queue.size > 0 && this.anyFree()) {
-      // the waiter with the smallest tag that some free backend can take (FIFO within a flow,
-      // weighted fair between flows); ties go to the earlier arrival
+      // the waiter of the first priority class, then with the smallest tag, that some free
+      // backend can take (FIFO within a flow, weighted fair between flows); ties go to the
+      // earlier arrival
       let head: QueueNode<Waiter<T>> | undefined;
       let b: T | undefined;
       for (const node of this.queue.nodes()) {
-        if (head && node.value.tag >= head.value.tag) continue;
+        if (head && !ahead(node.value, head.value)) continue;
         const free = this.pickFreeQuiet(node.value);
         if (free) {
           head = node;
@@ -229,7 +235,7 @@ export class Dispatcher<T extends DispatchTarget> {
     for (const node of this.queue.nodes()) {
       const w = node.value;
       if (w.enqueuedAt - h.enqueuedAt > skew) break;
-      if (node !== head && w.warmKey !== undefined && b.isWarm(w.warmKey) && this.fits(b, w)) return node;
+      if (node !== head && w.priority <= h.priority && w.warmKey !== undefined && b.isWarm(w.warmKey) && this.fits(b, w)) return node;
     }
     return head;
   }
@@ -333,6 +339,11 @@ export class Dispatcher<T extends DispatchTarget> {
     this.cursor = (first + 1) % n;
     return list[first];
   }
+}
+
+/** Is waiter `a` served before `b`? Its class first, then its virtual finish time. */
+function ahead(a: { priority: number; tag: number }, b: { priority: number; tag: number }): boolean {
+  return a.priority !== b.priority ? a.priority < b.priority : a.tag < b.tag;
 }
 
 function clientClosed(): GatewayError {

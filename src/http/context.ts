@@ -4,7 +4,8 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RequestRecord } from '../log/request-log.js';
 import type { ApiKey } from '../auth/keys.js';
-import type { ModelRename } from '../relay/model-rename.js';
+import type { Charge } from '../auth/budgets.js';
+import type { ChunkTransform } from '../relay/chunk-transform.js';
 import { CancelToken, type Cancellation } from './cancel.js';
 
 const ID_OK = /^[\w.:@/+=-]{1,128}$/;
@@ -17,8 +18,10 @@ export class RequestContext {
   readonly record: RequestRecord;
   /** the API key the request presented (undefined in open mode) */
   key: ApiKey | undefined;
-  /** set for an aliased request: the answer shows the name the client asked for */
-  rename: ModelRename | undefined;
+  /** what the answer needs changed on its way (an alias's name, a usage chunk the client did not ask for) */
+  transform: ChunkTransform | undefined;
+  /** the job's account with its key's token budgets (metered keys only) */
+  charge: Charge | undefined;
   /** where the request is: for the phase a client left in */
   phase: 'front' | 'queued' | 'upstream' | 'streaming' = 'front';
   /** the answer is a streamed generation (NDJSON or SSE on a dispatched route) */

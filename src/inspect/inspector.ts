@@ -2,7 +2,7 @@
 // the threshold go to a piscina pool of worker threads.
 import { Piscina } from 'piscina';
 import { GatewayError } from '../errors.js';
-import { parseBody, type BodyFacts, type ParseOutcome } from './parse-body.js';
+import { parseBody, type BodyFacts, type ParseOptions, type ParseOutcome } from './parse-body.js';
 import type { InspectResult, InspectTask } from './worker.js';
 
 export interface InspectOptions {
@@ -31,15 +31,15 @@ export class Inspector {
   }
 
   /** Resolves with the body's facts and the body itself (the same bytes, maybe in a new Buffer). */
-  async inspect(body: Buffer, aliases: Readonly<Record<string, string>> = {}): Promise<{ facts: BodyFacts; body: Buffer }> {
+  async inspect(body: Buffer, opts: ParseOptions = {}): Promise<{ facts: BodyFacts; body: Buffer }> {
     if (!this.pool || body.length < this.threshold) {
-      const outcome = parseBody(body, aliases);
+      const outcome = parseBody(body, opts);
       return { facts: unwrap(outcome), body: outcome.ok && outcome.rewritten ? Buffer.from(outcome.rewritten) : body };
     }
     // move the bytes to the worker and back instead of copying them twice
     const own = body.byteOffset === 0 && body.buffer.byteLength === body.length && body.buffer instanceof ArrayBuffer ? body.buffer : copy(body);
     this.offloaded++;
-    const res = await this.pool.run({ bytes: own, aliases }, { transferList: [own] });
+    const res = await this.pool.run({ bytes: own, opts }, { transferList: [own] });
     return { facts: unwrap(res.outcome), body: Buffer.from(res.bytes) };
   }
 

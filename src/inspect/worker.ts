@@ -2,11 +2,11 @@
 // never stalls the event loop that relays everybody's tokens. The bytes come in moved (not
 // copied) and go back the same way.
 import { move, transferableSymbol, valueSymbol } from 'piscina';
-import { parseBody, type ParseOutcome } from './parse-body.js';
+import { parseBody, type ParseOptions, type ParseOutcome } from './parse-body.js';
 
 export interface InspectTask {
   readonly bytes: ArrayBuffer;
-  readonly aliases: Readonly<Record<string, string>>;
+  readonly opts: ParseOptions;
 }
 
 export interface InspectResult {
@@ -15,8 +15,8 @@ export interface InspectResult {
 }
 
 export default function inspect(task: InspectTask): unknown {
-  const parsed = parseBody(new Uint8Array(task.bytes), task.aliases);
-  // an aliased body comes back rewritten; the outcome itself never carries bytes across
+  const parsed = parseBody(new Uint8Array(task.bytes), task.opts);
+  // a rewritten body (alias, usage asked) comes back in place of the original; the outcome itself never carries bytes across
   const bytes = parsed.ok && parsed.rewritten ? copyOut(parsed.rewritten) : task.bytes;
   const outcome: ParseOutcome = parsed.ok ? { ok: true, facts: parsed.facts } : parsed;
   const result: InspectResult = { outcome, bytes };

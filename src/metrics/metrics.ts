@@ -21,6 +21,8 @@ export interface MetricsViews {
 /** What a finished request tells the metrics. */
 export interface RequestFacts {
   readonly route: string;
+  /** the key's name ('' without one): keys come from the config, so the label stays bounded */
+  readonly key: string;
   readonly status: number;
   readonly code: string | undefined;
   readonly model: string;
@@ -42,7 +44,7 @@ const GAP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0
 
 export class GatewayMetrics {
   readonly registry = new Registry();
-  private readonly requests: Counter<'route' | 'status' | 'model'>;
+  private readonly requests: Counter<'route' | 'status' | 'model' | 'key'>;
   private readonly queueWait: Histogram;
   private readonly ttft: Histogram<'backend' | 'model'>;
   private readonly tpot: Histogram<'backend' | 'model'>;
@@ -56,7 +58,7 @@ export class GatewayMetrics {
   constructor(views: MetricsViews) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 10 });
-    this.requests = new Counter({ name: 'ollama_gateway_requests_total', help: 'Requests by route, status and model.', labelNames: ['route', 'status', 'model'], registers });
+    this.requests = new Counter({ name: 'ollama_gateway_requests_total', help: 'Requests by route, status, model and key name (empty: open mode or no valid key).', labelNames: ['route', 'status', 'model', 'key'], registers });
     this.queueWait = new Histogram({ name: 'ollama_gateway_queue_wait_seconds', help: 'Time a job waited for a slot.', buckets: LATENCY_BUCKETS, registers });
     this.ttft = new Histogram({
       name: 'gen_ai_server_time_to_first_token_seconds',
@@ -145,7 +147,7 @@ export class GatewayMetrics {
 
   requestEnded(r: RequestFacts): void {
     const status = String(r.status);
-    this.child('req', () => this.requests.labels(r.route, status, r.model), r.route, status, r.model).inc();
+    this.child('req', () => this.requests.labels(r.route, status, r.model, r.key), r.route, status, r.model, r.key).inc();
     if (r.queueMs !== undefined && r.backend !== '') this.queueWait.observe(r.queueMs / 1000);
     if (r.attempts > 1) this.retries.inc(r.attempts - 1);
     if (r.cancelledIn) this.cancellations.inc({ phase: r.cancelledIn });

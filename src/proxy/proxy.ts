@@ -5,6 +5,7 @@
 import type { Dispatcher as UndiciDispatcher } from 'undici';
 import type { Backend } from '../backends/backend.js';
 import type { KeyLimiter } from '../auth/limits.js';
+import type { TokenBudgets } from '../auth/budgets.js';
 import { ModelCatalog } from '../backends/catalog.js';
 import { fullName } from '../models/name.js';
 import type { Registry } from '../backends/registry.js';
@@ -18,8 +19,11 @@ import type { Inspector } from '../inspect/inspector.js';
 import type { BodyFacts } from '../inspect/parse-body.js';
 import { endWithError, relayBody, streamKind, type RelayProgress } from '../relay/relay.js';
 import { StreamEndCheck, expectedEnd } from '../relay/stream-end.js';
+import { chain } from '../relay/chunk-transform.js';
 import { ModelRename } from '../relay/model-rename.js';
+import { eventsIn } from '../relay/stream-meter.js';
 import { TokenTap } from '../relay/token-tap.js';
+import { UsageChunkDrop } from '../relay/usage-drop.js';
 import { deleteEverywhere, pullEverywhere } from './fanout.js';
 import { sendUpstream, type UpstreamResponse } from './upstream.js';
 
@@ -32,6 +36,8 @@ export interface ProxyDeps {
   readonly refreshCatalog: (b: Backend) => Promise<void>;
   /** per-key rate and concurrency limits */
   readonly limiter: KeyLimiter;
+  /** per-key token rates and budgets */
+  readonly budgets: TokenBudgets;
   /** where a stream's inter-chunk gaps go (metrics) */
   readonly gapObserver?: (backend: string, model: string | undefined) => (seconds: number) => void;
 }
@@ -42,14 +48,14 @@ type Acquire = (tried: ReadonlySet<Backend>) => Promise<Lease<Backend>>;
  * Who a job is for, in fair queueing: its key, or, for a key configured with a trusted user
  * header (Open WebUI sends all its users under one key), the key's user. Open mode: one flow.
  */
-function fairnessOf(ctx: RequestContext): { flow: string; weight: number; flowQueueCap: number | undefined } {
+function fairnessOf(ctx: RequestContext): { flow: string; weight: number; flowQueueCap: number | undefined; priority: number } {
   const key = ctx.key;
-  if (!key) return { flow: '', weight: 1, flowQueueCap: undefined };
+  if (!key) return { flow: '', weight: 1, flowQueueCap: undefined, priority: 0 };
   const f = key.fairness;
   const user = f.header ? ctx.req.headers[f.header] : undefined;
   const flow = typeof user === 'string' && user !== '' ? `${key.name}/${user.slice(0, 128)}` : key.name;
   ctx.record.flow = flow;
-  return { flow, weight: f.weight, flowQueueCap: f.maxQueued };
+  return { flow, weight: f.weight, flowQueueCap: f.maxQueued, priority: f.priority === 'batch' ? 1 : 0 };
 }
 
 /** A key may use only the models its globs allow (the name as the client asked for it). */
@@ -77,16 +83,30 @@ export class Proxy {
   async dispatched(ctx: RequestContext): Promise<void> {
     const raw = await readBody(ctx.req, this.deps.config().limits.maxBodyBytes);
     ctx.record.bytesIn = raw.length;
-    const { facts, body } = await this.deps.inspector.inspect(raw, this.deps.config().aliases);
+    // an OpenAI stream is asked for its usage (token counts), and the client spared that chunk
+    const wantStreamUsage = ctx.path === '/v1/chat/completions' || ctx.path === '/v1/completions';
+    const { facts, body } = await this.deps.inspector.inspect(raw, { aliases: this.deps.config().aliases, wantStreamUsage });
     ctx.record.model = facts.model;
-    if (facts.alias !== undefined && facts.model !== undefined) ctx.rename = new ModelRename(facts.model, facts.alias);
+    const rename = facts.alias !== undefined && facts.model !== undefined ? new ModelRename(facts.model, facts.alias) : undefined;
+    ctx.transform = chain(facts.usageAdded ? new UsageChunkDrop() : undefined, rename);
     mayUse(ctx, facts.alias ?? facts.model);
     // a key's rate and concurrency: admitted here, released when the job ends however it ends
-    const release = ctx.key ? this.deps.limiter.admit(ctx.key.name, ctx.key.limits) : undefined;
+    const key = ctx.key;
+    const release = key ? this.deps.limiter.admit(key.name, key.limits) : undefined;
     try {
+      // a key's token rate and budgets: an estimate held now (about 4 bytes a token), settled at the end
+      if (key?.metered) ctx.charge = this.deps.budgets.admit(key.name, key.tokens, Math.ceil(raw.length / 4), facts.maxOutput ?? 0);
       await this.dispatchedAdmitted(ctx, facts, body);
     } finally {
       release?.();
+      if (ctx.charge) {
+        // what a backend answered with 200 is charged (its counts, or else what was seen); a job
+        // that never ran, or that the backend refused, costs nothing
+        const ok = ctx.record.status === 200;
+        const charged = ctx.charge.settle(ok ? ctx.record.promptTokens : 0, ok ? ctx.record.completionTokens : 0);
+        ctx.record.promptTokens = charged.prompt;
+        ctx.record.completionTokens = charged.completion;
+      }
     }
   }
 
@@ -109,7 +129,7 @@ export class Proxy {
     let model: string | undefined;
     if (ctx.path === '/api/show') {
       // show goes to a backend that holds the model (and never queues behind generations)
-      const inspected = await this.deps.inspector.inspect(body, this.deps.config().aliases);
+      const inspected = await this.deps.inspector.inspect(body, { aliases: this.deps.config().aliases });
       model = inspected.facts.model;
       mayUse(ctx, inspected.facts.alias ?? model);
       ctx.record.model = model;
@@ -254,8 +274,8 @@ export class Proxy {
     const { res } = ctx;
     ctx.record.status = up.statusCode;
     const headers = downstreamHeaders(up.headers, ctx.id);
-    // a renamed answer may change length: let it go out chunked
-    if (ctx.rename) delete headers['content-length'];
+    // a rewritten answer may change length: let it go out chunked
+    if (ctx.transform) delete headers['content-length'];
     res.writeHead(up.statusCode, headers);
     const ct = up.headers['content-type'];
     const kind = streamKind(Array.isArray(ct) ? ct[0] : ct);
@@ -265,9 +285,12 @@ export class Proxy {
     const endCheck = endKind ? new StreamEndCheck(endKind) : undefined;
     ctx.streamed = endKind !== undefined;
     const gaps = ctx.streamed ? this.deps.gapObserver?.(b.name, ctx.record.model) : undefined;
+    // a metered key's stream is counted as it passes, and cut when it crosses the key's budget
+    const charge = ctx.streamed ? ctx.charge : undefined;
+    const meter = charge ? (chunk: Buffer) => (charge.add(eventsIn(chunk, kind)) ? undefined : charge.exhausted) : undefined;
     ctx.phase = 'streaming';
     try {
-      await relayBody(up.body, res, tap, endCheck, progress, ctx.rename, gaps);
+      await relayBody(up.body, res, progress, { tap, end: endCheck, transform: ctx.transform, gaps, meter });
       if (endCheck && endCheck.verdict(tap.tail()) === 'cut_short') {
         const ge = new GatewayError('upstream_failed', `backend ${b.name} ended the stream without its final chunk`);
         ctx.record.code = ge.code;
@@ -278,6 +301,8 @@ export class Proxy {
     } catch (err) {
       const ge = up.classify(err);
       if (ge.code === 'client_closed') throw ge;
+      // the relay stopped before the backend did (a spent budget): cut it, so the GPU stops
+      if (!up.body.readableEnded) up.body.destroy();
       ctx.record.code = ge.code;
       if (ge.code === 'upstream_failed') b.failure('traffic', ge.message);
       endWithError(res, kind, ge, progress.atLineStart);

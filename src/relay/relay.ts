@@ -8,7 +8,7 @@ import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { GatewayError } from '../errors.js';
 import { toOpenAIBody } from '../errors.js';
-import type { ModelRename } from './model-rename.js';
+import type { ChunkTransform } from './chunk-transform.js';
 import type { StreamEndCheck } from './stream-end.js';
 import type { TokenTap } from './token-tap.js';
 
@@ -20,15 +20,21 @@ export interface RelayProgress {
   atLineStart: boolean;
 }
 
-export function relayBody(
-  src: Readable,
-  res: ServerResponse,
-  tap: TokenTap,
-  end: StreamEndCheck | undefined,
-  progress: RelayProgress,
-  rename?: ModelRename,
-  gaps?: (seconds: number) => void,
-): Promise<void> {
+export interface RelayHooks {
+  /** sees every upstream chunk (token counts at the end) */
+  readonly tap: TokenTap;
+  /** sees every upstream chunk (did the stream end with its final chunk?) */
+  readonly end?: StreamEndCheck | undefined;
+  /** changes what the client gets (alias rename, dropped usage chunk) */
+  readonly transform?: ChunkTransform | undefined;
+  /** the gap before each chunk, in seconds */
+  readonly gaps?: ((seconds: number) => void) | undefined;
+  /** after each chunk is written: an error stops the relay there (a spent token budget) */
+  readonly meter?: ((chunk: Buffer) => Error | undefined) | undefined;
+}
+
+export function relayBody(src: Readable, res: ServerResponse, progress: RelayProgress, hooks: RelayHooks): Promise<void> {
+  const { tap, end, transform, gaps, meter } = hooks;
   return new Promise<void>((resolve, reject) => {
     let last: number | undefined;
     const onData = (chunk: Buffer) => {
@@ -41,12 +47,14 @@ export function relayBody(
       progress.bytes += chunk.length;
       tap.push(chunk);
       end?.push(chunk);
-      const out = rename ? rename.push(chunk) : chunk;
+      const out = transform ? transform.push(chunk) : chunk;
       progress.atLineStart = out.length > 0 ? out[out.length - 1] === 0x0a : progress.atLineStart;
       if (out.length > 0 && !res.write(out)) {
         src.pause();
         res.once('drain', onDrain);
       }
+      const stop = meter?.(chunk);
+      if (stop) finish(stop);
     };
     const onDrain = () => src.resume();
     const finish = (err?: Error) => {
@@ -58,7 +66,7 @@ export function relayBody(
       else resolve();
     };
     const onEnd = () => {
-      const rest = rename?.flush();
+      const rest = transform?.flush();
       if (rest) res.write(rest);
       finish();
     };

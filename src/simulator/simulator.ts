@@ -85,6 +85,8 @@ export interface SeenRequest {
   readonly tag: string | undefined;
   readonly headers: IncomingMessage['headers'];
   readonly at: number;
+  /** the body's `stream_options` as sent (OpenAI routes: did it ask for usage?) */
+  readonly streamOptions: unknown;
 }
 
 const NOT_FOUND = '404 page not found';
@@ -343,6 +345,7 @@ export class Simulator extends EventEmitter {
         tag: tagOf(body),
         headers: req.headers,
         at: performance.now(),
+        streamOptions: body?.['stream_options'],
       };
       this.seen.push(seen);
       if (this.seen.length > 10_000) this.seen.splice(0, 5_000);

@@ -17,6 +17,8 @@ table{border-collapse:collapse;background:#fff;margin-bottom:1.2em}th,td{padding
 <div class="chart"><h2>Queue wait p50 (ms)</h2><svg id="wait" width="360" height="80"></svg></div>
 <div class="chart"><h2>Requests and errors per minute</h2><svg id="rpm" width="360" height="80"></svg></div>
 </div>
+<h2 style="font-size:1.1em">Usage today (UTC)</h2>
+<table><thead><tr><th>key</th><th>requests</th><th>prompt tokens</th><th>completion tokens</th><th>errors</th><th>day budget</th></tr></thead><tbody id="keys"></tbody></table>
 <script>
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
 function line(svg, series, colors) {
@@ -36,6 +38,11 @@ async function refresh() {
       '<tr><td>' + esc(b.name) + '<br><small>' + esc(b.url) + '</small></td><td class="' + (b.healthy ? 'up">up' : 'down">down') + '</td>' +
       '<td><span class="bar"><i style="width:' + Math.min(100, 100 * b.in_flight / b.slots) + '%"></i></span> ' + b.in_flight + ' / ' + b.slots + '</td>' +
       '<td>' + (b.loaded.map(esc).join(', ') || '—') + '</td><td>' + b.tokens_per_second + '</td></tr>').join('');
+    document.getElementById('keys').innerHTML = s.keys.map((k) => {
+      const used = k.prompt_tokens + k.completion_tokens;
+      const budget = k.tokens_per_day === null ? '—' : '<span class="bar"><i style="width:' + Math.min(100, 100 * used / k.tokens_per_day) + '%"></i></span> ' + used + ' / ' + k.tokens_per_day;
+      return '<tr><td>' + (k.name === '' ? '<i>open (no keys)</i>' : esc(k.name)) + '</td><td>' + k.requests + '</td><td>' + k.prompt_tokens + '</td><td>' + k.completion_tokens + '</td><td>' + k.errors + '</td><td>' + budget + '</td></tr>';
+    }).join('');
     line(document.getElementById('queue'), [s.history.map((h) => h.queueDepth)], ['#2b7bd9']);
     line(document.getElementById('wait'), [s.history.map((h) => h.waitP50Ms)], ['#d9822b']);
     line(document.getElementById('rpm'), [s.history.map((h) => h.requests * 12), s.history.map((h) => h.errors * 12)], ['#2b7bd9', '#c62828']);

@@ -1,0 +1,175 @@
+// Per-key token rate (tokens per minute, a bucket that may run into debt) and token budgets per
+// UTC day and month. A job reserves an estimate before it is dispatched and settles with the
+// real count when it ends; a metered stream also adds its tokens as they pass, so that a burst
+// of concurrent jobs cannot overshoot a budget by more than about one job's worth, and a stream
+// that crosses it is cut. Prompt and completion tokens count alike.
+import type { TokenLimits } from '../config/schema.js';
+import { GatewayError } from '../errors.js';
+import { dayOf, monthOf, nextDayStart, nextMonthStart } from '../usage/period.js';
+import type { UsageRow } from '../usage/store.js';
+
+interface KeyState {
+  day: string;
+  dayUsed: number;
+  month: string;
+  monthUsed: number;
+  /** tokens held by jobs in flight: the larger of each one's reservation and what it generated */
+  held: number;
+  /** the per-minute bucket (full until first used); below zero is debt that later jobs wait out */
+  level: number | undefined;
+  at: number;
+}
+
+/** One admitted job's account with its key's budgets. */
+export interface Charge {
+  /** Add tokens a stream generated. False once the key's day or month budget is crossed. */
+  add(tokens: number): boolean;
+  /** The job ended: charge what it used (reported counts, or else the estimate and what was seen). */
+  settle(prompt: number | undefined, completion: number | undefined): { prompt: number; completion: number };
+  /** why add() said no, for the stream's last line */
+  readonly exhausted: GatewayError | undefined;
+}
+
+const FREE: Charge = {
+  add: () => true,
+  settle: (prompt, completion) => ({ prompt: prompt ?? 0, completion: completion ?? 0 }),
+  exhausted: undefined,
+};
+
+export interface KeyUsage {
+  readonly day: number;
+  readonly month: number;
+}
+
+export class TokenBudgets {
+  private readonly state = new Map<string, KeyState>();
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** Start from what the ledger holds for this month (after a restart). */
+  seed(rows: readonly UsageRow[]): void {
+    const t = this.now();
+    const today = dayOf(t);
+    const month = monthOf(t);
+    for (const r of rows) {
+      if (!r.day.startsWith(month)) continue;
+      const s = this.of(r.key);
+      const n = r.promptTokens + r.completionTokens;
+      s.monthUsed += n;
+      if (r.day === today) s.dayUsed += n;
+    }
+  }
+
+  /** Tokens this key has used today and this month (UTC), settled jobs only. */
+  usage(name: string): KeyUsage {
+    const s = this.state.get(name);
+    if (!s) return { day: 0, month: 0 };
+    this.roll(s);
+    return { day: s.dayUsed, month: s.monthUsed };
+  }
+
+  /**
+   * Admit a job of about `promptEstimate` prompt tokens and at most `outputEstimate` generated
+   * ones, or throw 429 (budget_exhausted with the reset time, or token_rate_limited).
+   */
+  admit(name: string, limits: TokenLimits, promptEstimate: number, outputEstimate: number): Charge {
+    const s = this.of(name);
+    this.roll(s);
+    const t = this.now();
+    const spent = this.spent(name, s, limits, t);
+    if (spent) throw spent;
+    if (limits.perMinute !== undefined) {
+      s.level = Math.min(limits.perMinute, (s.level ?? limits.perMinute) + ((t - s.at) * limits.perMinute) / 60_000);
+      s.at = t;
+      if (s.level <= 0) {
+        const waitS = Math.max(1, Math.ceil(((1 - s.level) * 60) / limits.perMinute));
+        throw new GatewayError('token_rate_limited', `key '${name}' is over its rate of ${limits.perMinute} tokens per minute`, { retryAfterSeconds: waitS });
+      }
+    }
+    const estimate = promptEstimate + outputEstimate;
+    // never hold more than is left: a job that asks for more still runs, and is cut if it gets there
+    const left = Math.min(remaining(limits.perDay, s.dayUsed + s.held), remaining(limits.perMonth, s.monthUsed + s.held));
+    const reserved = Math.min(estimate, left);
+    s.held += reserved;
+    if (s.level !== undefined) s.level -= estimate;
+    let holding = reserved;
+    let seen = 0;
+    let settled = false;
+    let exhausted: GatewayError | undefined;
+    const budgets = this;
+    return {
+      add(tokens: number): boolean {
+        if (settled) return true;
+        seen += tokens;
+        const now = Math.max(reserved, promptEstimate + seen);
+        s.held += now - holding;
+        holding = now;
+        if (exhausted) return false;
+        budgets.roll(s);
+        const over = (limits.perDay !== undefined && s.dayUsed + s.held > limits.perDay) || (limits.perMonth !== undefined && s.monthUsed + s.held > limits.perMonth);
+        if (over) exhausted = budgets.spent(name, s, limits, budgets.now(), true);
+        return exhausted === undefined;
+      },
+      settle(prompt: number | undefined, completion: number | undefined) {
+        const charged = { prompt: prompt ?? promptEstimate, completion: completion ?? seen };
+        if (settled) return charged;
+        settled = true;
+        s.held -= holding;
+        budgets.roll(s);
+        const total = charged.prompt + charged.completion;
+        s.dayUsed += total;
+        s.monthUsed += total;
+        // the bucket took the estimate; it owes (or is owed) the difference
+        if (s.level !== undefined) s.level -= total - estimate;
+        return charged;
+      },
+      get exhausted() {
+        return exhausted;
+      },
+    };
+  }
+
+  /** A key without token limits pays nothing up front and is never cut. */
+  static readonly free: Charge = FREE;
+
+  private of(name: string): KeyState {
+    let s = this.state.get(name);
+    if (!s) {
+      const t = this.now();
+      s = { day: dayOf(t), dayUsed: 0, month: monthOf(t), monthUsed: 0, held: 0, level: undefined, at: t };
+      this.state.set(name, s);
+    }
+    return s;
+  }
+
+  private roll(s: KeyState): void {
+    const t = this.now();
+    const day = dayOf(t);
+    if (day !== s.day) {
+      s.day = day;
+      s.dayUsed = 0;
+    }
+    const month = monthOf(t);
+    if (month !== s.month) {
+      s.month = month;
+      s.monthUsed = 0;
+    }
+  }
+
+  /** The budget this key has spent (or, with `crossing`, is crossing), as the 429 to answer. */
+  private spent(name: string, s: KeyState, limits: TokenLimits, t: number, crossing = false): GatewayError | undefined {
+    // before a job: nothing left to hold; during a stream: more held than the budget allows
+    const over = (limit: number | undefined, used: number) => limit !== undefined && (crossing ? used + s.held > limit : used + s.held >= limit);
+    const dayOver = over(limits.perDay, s.dayUsed);
+    const monthOver = over(limits.perMonth, s.monthUsed);
+    if (!dayOver && !monthOver) return undefined;
+    const [what, limit, resets] = monthOver ? ['this month', limits.perMonth!, nextMonthStart(t)] : ['today', limits.perDay!, nextDayStart(t)];
+    return new GatewayError('budget_exhausted', `key '${name}' has used its budget of ${limit} tokens for ${what} (UTC); it resets at ${new Date(resets).toISOString()}`, {
+      retryAfterSeconds: Math.max(1, Math.ceil((resets - t) / 1000)),
+    });
+  }
+}
+
+function remaining(limit: number | undefined, used: number): number {
+  return limit === undefined ? Infinity : Math.max(0, limit - used);
+}

@@ -1,0 +1,101 @@
+// The usage ledger: per key, model and UTC day, the requests, tokens and errors. Requests add to
+// an in-memory batch; a timer writes the batch to the store (SQLite) every `usage.flush_seconds`,
+// so the request path never touches the disk. A failed write keeps the batch for the next try.
+import type { Logger } from 'pino';
+import { dayOf } from './period.js';
+import { addRows, rowId, sortRows, type UsageFilter, type UsageRow, type UsageStore } from './store.js';
+
+export interface UsageEvent {
+  readonly key: string;
+  readonly model: string;
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  readonly error: boolean;
+}
+
+export class UsageLedger {
+  private pending = new Map<string, UsageRow>();
+  private readonly timer: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(
+    readonly store: UsageStore,
+    flushMs: number,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.timer = setInterval(() => this.flush(), flushMs);
+    this.timer.unref();
+  }
+
+  record(e: UsageEvent): void {
+    const row: UsageRow = {
+      day: dayOf(this.now()),
+      key: e.key,
+      model: e.model,
+      requests: 1,
+      promptTokens: e.promptTokens,
+      completionTokens: e.completionTokens,
+      errors: e.error ? 1 : 0,
+    };
+    const id = rowId(row);
+    const had = this.pending.get(id);
+    this.pending.set(id, had ? addRows(had, row) : row);
+  }
+
+  /** Write the batch. Returns the number of rows written. */
+  flush(): number {
+    if (this.pending.size === 0) return 0;
+    const batch = this.pending;
+    this.pending = new Map();
+    try {
+      this.store.add([...batch.values()]);
+      return batch.size;
+    } catch (err) {
+      // keep it for the next try, merged with whatever came since
+      for (const [id, r] of batch) {
+        const had = this.pending.get(id);
+        this.pending.set(id, had ? addRows(r, had) : r);
+      }
+      this.log.error({ err: (err as Error).message, rows: batch.size }, 'usage ledger: write failed; will retry');
+      return 0;
+    }
+  }
+
+  /** What the store holds plus the batch not yet written. */
+  rows(filter: UsageFilter = {}): UsageRow[] {
+    const merged = new Map<string, UsageRow>();
+    for (const r of this.store.rows(filter)) merged.set(rowId(r), r);
+    for (const [id, r] of this.pending) {
+      if ((filter.since !== undefined && r.day < filter.since) || (filter.key !== undefined && r.key !== filter.key)) continue;
+      const had = merged.get(id);
+      merged.set(id, had ? addRows(had, r) : r);
+    }
+    return sortRows([...merged.values()]);
+  }
+
+  /** Today's usage (UTC) per key, all models together. */
+  today(): Map<string, Omit<UsageRow, 'day' | 'model'>> {
+    const out = new Map<string, Omit<UsageRow, 'day' | 'model'>>();
+    for (const r of this.rows({ since: dayOf(this.now()) })) {
+      const had = out.get(r.key);
+      out.set(r.key, {
+        key: r.key,
+        requests: (had?.requests ?? 0) + r.requests,
+        promptTokens: (had?.promptTokens ?? 0) + r.promptTokens,
+        completionTokens: (had?.completionTokens ?? 0) + r.completionTokens,
+        errors: (had?.errors ?? 0) + r.errors,
+      });
+    }
+    return out;
+  }
+
+  /** Write what is left and close the store. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    this.flush();
+    this.store.close();
+  }
+}
