@@ -33,3 +33,32 @@ t.test('token counts from the tail, Ollama or OpenAI, however the stream was chu
   t.same(tap2.counts(), { prompt: 11, completion: 4 });
   t.same(new TokenTap().counts(), { prompt: undefined, completion: undefined });
 });
+
+t.test('the usage chunk the client did not ask for is dropped, wherever the chunks split it', async (t) => {
+  const { UsageChunkDrop } = await import('../dist/src/relay/usage-drop.js');
+  const { chain } = await import('../dist/src/relay/chunk-transform.js');
+  const { ModelRename } = await import('../dist/src/relay/model-rename.js');
+  const content = 'data: {"choices":[{"delta":{"content":"\\"choices\\":[] and \\"usage\\": in text"}}],"model":"llama3.2"}\n\n';
+  const usage = 'data: {"choices":[],"model":"llama3.2","usage":{"prompt_tokens":11,"completion_tokens":4}}\n\n';
+  const stream = `${content}${content}${usage}data: [DONE]\n\n`;
+  const want = `${content}${content}data: [DONE]\n\n`;
+  for (let cut = 0; cut <= stream.length; cut++) {
+    const d = new UsageChunkDrop();
+    const out = [d.push(Buffer.from(stream.slice(0, cut))), d.push(Buffer.from(stream.slice(cut))), d.flush() ?? Buffer.alloc(0)];
+    t.equal(Buffer.concat(out).toString(), want, `split at ${cut}`);
+  }
+  // whole events pass at once: nothing is held back when a chunk ends on an event boundary
+  const d = new UsageChunkDrop();
+  t.equal(d.push(Buffer.from(content)).toString(), content);
+  // chained with an alias rename, both apply
+  const both = chain(new UsageChunkDrop(), new ModelRename('llama3.2', 'gpt-4o-mini'))!;
+  const out = Buffer.concat([both.push(Buffer.from(stream)), both.flush() ?? Buffer.alloc(0)]).toString();
+  t.equal(out, want.replaceAll('"model":"llama3.2"', '"model":"gpt-4o-mini"'));
+});
+
+t.test('stream meter: one token per NDJSON line or SSE data event', async (t) => {
+  const { eventsIn } = await import('../dist/src/relay/stream-meter.js');
+  t.equal(eventsIn(Buffer.from('{"a":1}\n{"a":2}\n{"a'), 'ndjson'), 2);
+  t.equal(eventsIn(Buffer.from('data: {}\n\ndata: {}\n\n'), 'sse'), 2);
+  t.equal(eventsIn(Buffer.from('{"a":1}\n'), 'other'), 0);
+});
