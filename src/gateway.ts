@@ -99,6 +99,7 @@ export class Gateway {
       backends: () => this.registry.all.map((b) => ({ name: b.name, inFlight: b.inFlight, slots: b.slots, up: b.inRotation })),
       queueDepth: () => this.dispatcher.queueDepth,
       queueSize: () => this.dispatcher.queueSize,
+      keyQueueDepth: () => this.keyQueueDepth(),
     });
     this.history = new StatusHistory(() => ({ queueDepth: this.dispatcher.queueDepth, inFlight: this.registry.all.reduce((n, b) => n + b.inFlight, 0) }));
     this.dispatcher.on((e) => {
@@ -229,6 +230,17 @@ export class Gateway {
       history: this.history.samples,
       keys: this.keyUsageToday(),
     };
+  }
+
+  /** Waiting jobs per configured key: its flow, and its users' flows (`key/user`) together. */
+  private keyQueueDepth(): Map<string, number> {
+    const out = new Map<string, number>(this.cfg.keys.map((k) => [k.name, 0]));
+    for (const [flow, n] of this.dispatcher.waitingByFlow) {
+      const slash = flow.indexOf('/');
+      const key = slash === -1 ? flow : flow.slice(0, slash);
+      if (out.has(key)) out.set(key, out.get(key)! + n);
+    }
+    return out;
   }
 
   /** Per key (every configured key, or the open gateway as ''), today's usage (UTC) and budgets. */

@@ -37,6 +37,9 @@ t.test('a key that queued many jobs delays another key\'s single job by about on
   await until(() => gateway.dispatcher.queueDepth === 9, 'nine heavy jobs waiting');
   const light = post(url, '/api/chat', chat('light', { stream: false }), { headers: { authorization: `Bearer ${LIGHT}` } });
   await until(() => gateway.dispatcher.queueDepth === 10, 'the light job waiting too');
+  const { body } = await gateway.metrics.render();
+  t.match(body, /ollama_gateway_key_queue_depth\{key="heavy"\} 9\n/, 'queue depth per key on /metrics');
+  t.match(body, /ollama_gateway_key_queue_depth\{key="light"\} 1\n/);
   await drainOneByOne(sim, 11);
   await Promise.all([...heavy, light]);
   const order = sim.seen.filter((r) => r.path === '/api/chat').map((r) => r.tag);

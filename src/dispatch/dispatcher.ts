@@ -136,6 +136,11 @@ export class Dispatcher<T extends DispatchTarget> {
     return this.queue.size;
   }
 
+  /** How many jobs each flow has waiting (flows with none are absent). */
+  get waitingByFlow(): ReadonlyMap<string, number> {
+    return this.flowWaiting;
+  }
+
   get queueSize(): number {
     return this.opts.queueSize;
   }

@@ -16,6 +16,8 @@ export interface MetricsViews {
   readonly backends: () => readonly BackendView[];
   readonly queueDepth: () => number;
   readonly queueSize: () => number;
+  /** jobs waiting per key name (empty in open mode) */
+  readonly keyQueueDepth: () => ReadonlyMap<string, number>;
 }
 
 /** What a finished request tells the metrics. */
@@ -100,6 +102,16 @@ export class GatewayMetrics {
       registers,
       collect() {
         this.set(views.queueSize());
+      },
+    });
+    new Gauge({
+      name: 'ollama_gateway_key_queue_depth',
+      help: 'Jobs waiting for a slot, by key name (with keys configured).',
+      labelNames: ['key'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [key, n] of views.keyQueueDepth()) this.set({ key }, n);
       },
     });
     const perBackend = (name: string, help: string, value: (b: BackendView) => number) =>
