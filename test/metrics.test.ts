@@ -40,6 +40,12 @@ t.test('the series exist and count what happened', async (t) => {
   t.equal(sum('gen_ai_server_time_to_first_token_seconds_count{'), 4, 'one TTFT per streamed generation');
   const gaps = m.split('\n').filter((l) => l.startsWith('gen_ai_server_time_per_output_token_seconds_count')).reduce((n, l) => n + Number(l.split(' ')[1]), 0);
   t.ok(gaps >= 4 * 4, `inter-chunk gaps observed (${gaps})`);
+  const series = 'backend="sim1",model="llama3.2:latest"';
+  const buckets = m.split('\n').filter((l) => l.startsWith(`gen_ai_server_time_per_output_token_seconds_bucket{${series},le=`)).map((l) => Number(l.split(' ')[1]));
+  t.equal(buckets.length, 13, 'twelve bounds and +Inf');
+  t.ok(buckets.every((v, i) => i === 0 || v >= buckets[i - 1]!), `cumulative buckets (${buckets.join(' ')})`);
+  t.equal(buckets.at(-1), value(m, `gen_ai_server_time_per_output_token_seconds_count{${series}}`), '+Inf is the count');
+  t.ok(value(m, `gen_ai_server_time_per_output_token_seconds_sum{${series}}`)! > 0);
   const out = m.split('\n').filter((l) => l.startsWith('gen_ai_client_token_usage_total{') && l.includes('type="output"')).reduce((n, l) => n + Number(l.split(' ')[1]), 0);
   t.equal(out, 6 * 5 + 5, 'output tokens as the backends reported them');
   t.ok(value(m, 'ollama_gateway_queue_wait_seconds_count')! >= 7);

@@ -62,3 +62,26 @@ t.test('stream meter: one token per NDJSON line or SSE data event', async (t) =>
   t.equal(eventsIn(Buffer.from('data: {}\n\ndata: {}\n\n'), 'sse'), 2);
   t.equal(eventsIn(Buffer.from('{"a":1}\n'), 'other'), 0);
 });
+
+t.test('"done":true split over three chunks, and the token tail across any chunk sizes', async (t) => {
+  const stream = Buffer.from('{"response":"hi","done":false}\n{"model":"x","response":"","done":true,"eval_count":3}\n');
+  const missed: string[] = [];
+  for (let a = 0; a <= stream.length; a++) {
+    for (let b = a; b <= stream.length; b++) {
+      const c = new StreamEndCheck('ndjson');
+      for (const part of [stream.subarray(0, a), stream.subarray(a, b), stream.subarray(b)]) c.push(part);
+      if (c.verdict('') !== 'complete') missed.push(`${a}/${b}`);
+    }
+  }
+  t.same(missed, [], 'found at every pair of cuts');
+  const text = Array.from({ length: 3000 }, (_, i) => String.fromCharCode(97 + (i % 26))).join('') + '{"prompt_eval_count":7,"eval_count":9}\n';
+  for (const size of [1, 7, 100, 1023, 1024, 1025, 5000]) {
+    const tap = new TokenTap();
+    for (let i = 0; i < text.length; i += size) tap.push(Buffer.from(text.slice(i, i + size)));
+    t.equal(tap.tail(), text.slice(-1024), `the last 1 KiB with ${size}-byte chunks`);
+    t.same(tap.counts(), { prompt: 7, completion: 9 });
+  }
+  const short = new TokenTap();
+  short.push(Buffer.from('{"eval_count":2}'));
+  t.equal(short.tail(), '{"eval_count":2}', 'a stream shorter than the ring');
+});

@@ -4,6 +4,7 @@
 // token, token usage by type); label values are bounded (unknown models become "other", routes
 // are a fixed set).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { FastHistogram } from './fast-histogram.js';
 
 export interface BackendView {
   readonly name: string;
@@ -49,7 +50,7 @@ export class GatewayMetrics {
   private readonly requests: Counter<'route' | 'status' | 'model' | 'key'>;
   private readonly queueWait: Histogram;
   private readonly ttft: Histogram<'backend' | 'model'>;
-  private readonly tpot: Histogram<'backend' | 'model'>;
+  private readonly tpot: FastHistogram<'backend' | 'model'>;
   private readonly tokens: Counter<'backend' | 'model' | 'type'>;
   private readonly tokensPerSecond: Histogram<'backend' | 'model'>;
   private readonly rejections: Counter<'reason'>;
@@ -69,7 +70,7 @@ export class GatewayMetrics {
       buckets: LATENCY_BUCKETS,
       registers,
     });
-    this.tpot = new Histogram({
+    this.tpot = new FastHistogram({
       name: 'gen_ai_server_time_per_output_token_seconds',
       help: 'Gap between two chunks of a streamed generation, as relayed.',
       labelNames: ['backend', 'model'],
@@ -132,8 +133,7 @@ export class GatewayMetrics {
 
   /** Per-chunk gaps of one stream go to this observer (labels resolved once per request). */
   gapObserver(backend: string, model: string): (seconds: number) => void {
-    const child = this.tpot.labels(backend, model);
-    return (s) => child.observe(s);
+    return this.tpot.child({ backend, model });
   }
 
   rejected(reason: 'queue_full' | 'key_queue_full' | 'queue_timeout' | 'no_healthy_backend' | 'shutting_down'): void {

@@ -5,6 +5,7 @@
 // convention), an SSE `data:` event with an OpenAI error object, or, for a plain body, a cut
 // connection so the client cannot take a truncated answer for a whole one.
 import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { GatewayError } from '../errors.js';
 import { toOpenAIBody } from '../errors.js';
@@ -33,8 +34,55 @@ export interface RelayHooks {
   readonly meter?: ((chunk: Buffer) => Error | undefined) | undefined;
 }
 
+/**
+ * Where relayed bytes go. The first chunk goes through the response, so that Node sends the
+ * headers and that chunk in one packet (the client's time to first token). After it, a chunked
+ * response (every stream) is written straight to its socket, one HTTP/1.1 chunk frame per
+ * upstream chunk: one write, where ServerResponse.write makes four corked ones and a writev,
+ * allocating for each. `res.end()` still writes the last chunk. Anything else goes through the
+ * response as usual.
+ */
+interface Sink {
+  write(chunk: Buffer): boolean;
+  /** emits 'drain' when a write that returned false has gone out */
+  drainer(): NodeJS.EventEmitter;
+}
+
+function sinkFor(res: ServerResponse): Sink {
+  let socket: Socket | undefined;
+  let started = false;
+  return {
+    write(chunk: Buffer): boolean {
+      if (socket) return socket.destroyed || socket.write(chunkFrame(chunk));
+      const ok = res.write(chunk);
+      if (!started) {
+        started = true;
+        const s = res.socket;
+        // (a pipelined response waiting its turn has no socket yet: it stays on the slow path)
+        if (res.chunkedEncoding && s !== null && !s.destroyed && res.req.method !== 'HEAD') socket = s;
+      }
+      return ok;
+    },
+    drainer: () => socket ?? res,
+  };
+}
+
+const CRLF = 0x0d0a;
+
+/** `<hex length>\r\n<chunk>\r\n` in one buffer (small ones come from Node's buffer pool). */
+function chunkFrame(chunk: Buffer): Buffer {
+  const hex = chunk.length.toString(16);
+  const frame = Buffer.allocUnsafe(hex.length + 4 + chunk.length);
+  frame.write(hex, 0, 'latin1');
+  frame.writeUInt16BE(CRLF, hex.length);
+  chunk.copy(frame, hex.length + 2);
+  frame.writeUInt16BE(CRLF, frame.length - 2);
+  return frame;
+}
+
 export function relayBody(src: Readable, res: ServerResponse, progress: RelayProgress, hooks: RelayHooks): Promise<void> {
   const { tap, end, transform, gaps, meter } = hooks;
+  const sink = sinkFor(res);
   return new Promise<void>((resolve, reject) => {
     let last: number | undefined;
     const onData = (chunk: Buffer) => {
@@ -49,25 +97,30 @@ export function relayBody(src: Readable, res: ServerResponse, progress: RelayPro
       end?.push(chunk);
       const out = transform ? transform.push(chunk) : chunk;
       progress.atLineStart = out.length > 0 ? out[out.length - 1] === 0x0a : progress.atLineStart;
-      if (out.length > 0 && !res.write(out)) {
+      if (out.length > 0 && !sink.write(out)) {
         src.pause();
-        res.once('drain', onDrain);
+        waitingOn = sink.drainer();
+        waitingOn.once('drain', onDrain);
       }
       const stop = meter?.(chunk);
       if (stop) finish(stop);
     };
-    const onDrain = () => src.resume();
+    let waitingOn: NodeJS.EventEmitter | undefined;
+    const onDrain = () => {
+      waitingOn = undefined;
+      src.resume();
+    };
     const finish = (err?: Error) => {
       src.off('data', onData);
       src.off('end', onEnd);
       src.off('error', onError);
-      res.off('drain', onDrain);
+      waitingOn?.off('drain', onDrain);
       if (err) reject(err);
       else resolve();
     };
     const onEnd = () => {
       const rest = transform?.flush();
-      if (rest) res.write(rest);
+      if (rest && rest.length > 0) sink.write(rest);
       finish();
     };
     const onError = (err: Error) => finish(err);

@@ -2,7 +2,8 @@
 // `"done":true` chunk, an OpenAI chat or completion stream with `data: [DONE]`. A backend that
 // stops short (it died, it sent garbage, it closed early) would leave the client waiting for a
 // end that never came, or taking a cut answer for a whole one; the relay then adds its own final
-// error line. Scanning costs one Buffer.indexOf per chunk, and nothing is buffered.
+// error line. Scanning costs one Buffer.indexOf per chunk; only the last few bytes of the
+// previous chunk are kept (copied, so the chunk itself can die young).
 
 const DONE = Buffer.from('"done":true');
 const SSE_DONE = 'data: [DONE]';
@@ -21,19 +22,29 @@ export type EndVerdict = 'complete' | 'backend_error' | 'cut_short';
 
 export class StreamEndCheck {
   private sawDone = false;
-  /** the previous chunk, for a marker split across two chunks (a reference, not a copy) */
-  private prev: Buffer | undefined;
+  /** the end of the previous chunk, for a marker split across two chunks */
+  private readonly prev = Buffer.allocUnsafe(DONE.length - 1);
+  private prevLength = 0;
 
   constructor(private readonly kind: 'ndjson' | 'sse') {}
 
   push(chunk: Buffer): void {
     if (this.kind !== 'ndjson' || this.sawDone) return;
-    if (chunk.indexOf(DONE) !== -1 || (this.prev !== undefined && splitAcross(this.prev, chunk))) {
+    if (chunk.indexOf(DONE) !== -1 || (this.prevLength > 0 && splitAcross(this.prev.subarray(0, this.prevLength), chunk))) {
       this.sawDone = true;
-      this.prev = undefined;
       return;
     }
-    this.prev = chunk;
+    // keep the last bytes of what came so far (a short chunk adds to what was kept)
+    const keep = this.prev.length;
+    if (chunk.length >= keep) {
+      chunk.copy(this.prev, 0, chunk.length - keep);
+      this.prevLength = keep;
+    } else {
+      const old = Math.min(this.prevLength, keep - chunk.length);
+      this.prev.copy(this.prev, 0, this.prevLength - old, this.prevLength);
+      chunk.copy(this.prev, old);
+      this.prevLength = old + chunk.length;
+    }
   }
 
   /** `tail`: the last bytes of the stream (latin1). */

@@ -1,7 +1,9 @@
 // Token counts, read from what the backend reports as the stream passes: Ollama's final chunk
 // (`prompt_eval_count`, `eval_count`) or OpenAI's `usage` (`prompt_tokens`, `completion_tokens`).
-// Both sit at the very end of the response, so the tap keeps references to the last few chunks
-// (about 1 KiB, no copies on the hot path) and reads them once, when the response ends.
+// Both sit at the very end of the response, so the tap copies the stream's last 1 KiB into a
+// ring of its own and reads it once, when the response ends. A copy, not references to the
+// chunks: a chunk then dies as soon as it is relayed, so the garbage collector's young
+// generation never has to move a stream's chunks (its pause grows with what survives).
 
 const KEEP_BYTES = 1024;
 const PATTERNS = {
@@ -17,28 +19,33 @@ export interface TokenCounts {
 }
 
 export class TokenTap {
-  private chunks: Buffer[] = [];
-  private kept = 0;
+  private readonly ring = Buffer.allocUnsafe(KEEP_BYTES);
+  /** where the next byte goes */
+  private at = 0;
+  /** bytes held (KEEP_BYTES once the stream is that long) */
+  private held = 0;
 
   private memo: string | undefined;
 
   push(chunk: Buffer): void {
     this.memo = undefined;
-    this.chunks.push(chunk);
-    this.kept += chunk.length;
-    while (this.chunks.length > 1 && this.kept - this.chunks[0]!.length >= KEEP_BYTES) {
-      this.kept -= this.chunks.shift()!.length;
+    let from = Math.max(0, chunk.length - KEEP_BYTES);
+    while (from < chunk.length) {
+      const n = chunk.copy(this.ring, this.at, from, Math.min(chunk.length, from + KEEP_BYTES - this.at));
+      from += n;
+      this.at = (this.at + n) % KEEP_BYTES;
+      this.held = Math.min(KEEP_BYTES, this.held + n);
     }
   }
 
   /** The last KEEP_BYTES of the stream (fewer when the stream was shorter), as latin1. */
   tail(): string {
     if (this.memo !== undefined) return this.memo;
-    let text = '';
-    for (let i = this.chunks.length - 1; i >= 0 && text.length < KEEP_BYTES; i--) {
-      const c = this.chunks[i]!;
-      text = c.toString('latin1', Math.max(0, c.length - (KEEP_BYTES - text.length))) + text;
-    }
+    const start = (this.at - this.held + KEEP_BYTES) % KEEP_BYTES;
+    const text =
+      start + this.held <= KEEP_BYTES
+        ? this.ring.toString('latin1', start, start + this.held)
+        : this.ring.toString('latin1', start, KEEP_BYTES) + this.ring.toString('latin1', 0, this.at);
     this.memo = text;
     return text;
   }
