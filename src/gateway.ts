@@ -245,7 +245,7 @@ export class Gateway {
 
   /** Per key (every configured key, or the open gateway as ''), today's usage (UTC) and budgets. */
   private keyUsageToday() {
-    const today = this.ledger.today();
+    const today = this.ledger.todayByKey();
     const names = this.cfg.keys.length > 0 ? this.cfg.keys.map((k) => k.name) : [''];
     return names.map((name) => {
       const u = today.get(name);
@@ -392,11 +392,12 @@ export class Gateway {
   private ended(ctx: RequestContext): void {
     const r = ctx.record;
     logRequest(this.log, r);
+    const model = this.modelLabel(r.model);
     // the ledger: generation and embedding jobs by key (a request without a valid key has none)
     if (DISPATCHED_PATHS.has(ctx.path) && r.method === 'POST' && (this.keys.open || ctx.key !== undefined)) {
       this.ledger.record({
         key: ctx.key?.name ?? '',
-        model: this.modelLabel(r.model),
+        model,
         promptTokens: r.promptTokens ?? 0,
         completionTokens: r.completionTokens ?? 0,
         error: r.code !== undefined && r.code !== 'client_closed' ? true : r.status >= 400 && r.status !== 499,
@@ -409,7 +410,7 @@ export class Gateway {
       key: r.key ?? '',
       status: r.status,
       code: r.code,
-      model: this.modelLabel(r.model),
+      model,
       backend: r.backend ?? '',
       queueMs: r.queueMs,
       ttfbMs: r.ttfbMs,

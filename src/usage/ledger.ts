@@ -2,7 +2,7 @@
 // an in-memory batch; a timer writes the batch to the store (SQLite) every `usage.flush_seconds`,
 // so the request path never touches the disk. A failed write keeps the batch for the next try.
 import type { Logger } from 'pino';
-import { dayOf } from './period.js';
+import { dayOf, nextDayStart } from './period.js';
 import { addRows, rowId, sortRows, type UsageFilter, type UsageRow, type UsageStore } from './store.js';
 
 export interface UsageEvent {
@@ -17,6 +17,9 @@ export class UsageLedger {
   private pending = new Map<string, UsageRow>();
   private readonly timer: NodeJS.Timeout;
   private closed = false;
+  /** today (UTC), worked out again only when the day ends: record() runs for every request */
+  private day = '';
+  private dayEnds = 0;
 
   constructor(
     readonly store: UsageStore,
@@ -28,9 +31,18 @@ export class UsageLedger {
     this.timer.unref();
   }
 
+  private today(): string {
+    const t = this.now();
+    if (t >= this.dayEnds) {
+      this.day = dayOf(t);
+      this.dayEnds = nextDayStart(t);
+    }
+    return this.day;
+  }
+
   record(e: UsageEvent): void {
     const row: UsageRow = {
-      day: dayOf(this.now()),
+      day: this.today(),
       key: e.key,
       model: e.model,
       requests: 1,
@@ -75,9 +87,9 @@ export class UsageLedger {
   }
 
   /** Today's usage (UTC) per key, all models together. */
-  today(): Map<string, Omit<UsageRow, 'day' | 'model'>> {
+  todayByKey(): Map<string, Omit<UsageRow, 'day' | 'model'>> {
     const out = new Map<string, Omit<UsageRow, 'day' | 'model'>>();
-    for (const r of this.rows({ since: dayOf(this.now()) })) {
+    for (const r of this.rows({ since: this.today() })) {
       const had = out.get(r.key);
       out.set(r.key, {
         key: r.key,
