@@ -1,6 +1,7 @@
 // The gateway under test, in a process of its own, with its event-loop delay measured from the
 // inside (monitorEventLoopDelay) and reported over IPC. Logs go to /dev/null through pino as in
-// production, so their cost is counted.
+// production, so their cost is counted (BENCH_GATEWAY_LOG=file keeps them, e.g. to read each
+// request's own ttfb_ms beside what the client measured).
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -11,7 +12,7 @@ import { createLogger } from '../src/log/logger.js';
 const flags = JSON.parse(process.argv[2] ?? '{}') as Record<string, string>;
 const file = process.argv[3];
 const config = loadConfig({ env: {}, flags, ...(file ? { file } : {}) });
-const logger = createLogger({ level: 'info', destination: '/dev/null' });
+const logger = createLogger({ level: 'info', destination: process.env['BENCH_GATEWAY_LOG'] ?? '/dev/null' });
 const gateway = await Gateway.start({ config, logger });
 // when each queued job left the queue because its client went (epoch ms, high resolution)
 const queueCancels: number[] = [];
