@@ -1,7 +1,9 @@
 // The status page in a real browser: headless Chromium (Debian's package) driven by
 // playwright-core, against a gateway with simulated backends under light load. CI installs
 // Chromium (.ci/run); elsewhere, without it, this test says so and skips.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
 import { chat, post, startGateway, startSims } from './helpers.js';
 
@@ -52,4 +54,40 @@ t.test('the status page shows the fleet as it is', async (t) => {
   t.ok(existsSync(`${SHOTS}status.png`), 'screenshot saved in test-results/status.png');
   t.same(errors, [], 'no script errors');
   await streaming;
+});
+
+t.test('with keys: the page (for an admin) shows each key\'s usage today and its day budget', async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    if (process.env['CI']) t.fail(`${CHROMIUM} is missing: .ci/run must install chromium`);
+    else t.plan(0, `no ${CHROMIUM}: apt-get install chromium to run the browser test`);
+    return;
+  }
+  const { chromium } = await import('playwright-core');
+  const { hashKey } = await import('../dist/src/auth/keys.js');
+  const APP = 'ogw_status-app-000000000000000000';
+  const ADMIN = 'ogw_status-admin-1111111111111111';
+  const sims = await startSims(t, 1, { ttftMs: 0, tokenMs: 0, tokens: 4 });
+  const dir = mkdtempSync(join(tmpdir(), 'gw-status-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'gateway.yaml');
+  writeFileSync(file, `backends: [{url: "http://127.0.0.1:1"}]\nkeys:\n  - {name: app, sha256: "${hashKey(APP)}", tokens_per_day: 100}\n  - {name: ops, sha256: "${hashKey(ADMIN)}", admin: true}\n`);
+  const { url } = await startGateway(t, sims, {}, { file });
+  for (const p of ['a', 'b']) t.equal((await post(url, '/api/chat', chat(p, { stream: false }), { headers: { authorization: `Bearer ${APP}` } })).status, 200);
+
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+  });
+  t.teardown(() => browser.close());
+  const page = await browser.newPage({ viewport: { width: 1100, height: 700 }, extraHTTPHeaders: { authorization: `Bearer ${ADMIN}` } });
+  await page.goto(`${url}/status`);
+  await page.waitForFunction('document.querySelectorAll("#keys tr").length === 2');
+  const usage = await page.$$eval('#keys tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent?.trim() ?? '')));
+  t.same(usage, [
+    ['app', '2', '22', '8', '0', '30 / 100'],
+    ['ops', '0', '0', '0', '0', '—'],
+  ]);
+  t.equal(await page.locator('#keys .bar i').getAttribute('style'), 'width:30%', 'the budget bar shows the share used');
+  mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: `${SHOTS}status-keys.png`, fullPage: true });
 });
