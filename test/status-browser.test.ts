@@ -4,19 +4,31 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { chat, post, startGateway, startSims } from './helpers.js';
 
 const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
 const SHOTS = new URL('../test-results/', import.meta.url).pathname;
 
-t.test('the status page shows the fleet as it is', async (t) => {
+/** Headless Debian Chromium, closed in teardown; undefined (and the test skipped) where it is missing outside CI. */
+async function launch(t: Test) {
   if (!existsSync(CHROMIUM)) {
     if (process.env['CI']) t.fail(`${CHROMIUM} is missing: .ci/run must install chromium`);
     else t.plan(0, `no ${CHROMIUM}: apt-get install chromium to run the browser test`);
-    return;
+    return undefined;
   }
   const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+  });
+  t.teardown(() => browser.close());
+  return browser;
+}
+
+t.test('the status page shows the fleet as it is', async (t) => {
+  const browser = await launch(t);
+  if (!browser) return;
   const sims = await startSims(t, 2, { ttftMs: 0, tokenMs: 20, tokens: 100 });
   sims[1]!.setFaults({ probeFails: true });
   const { url, gateway } = await startGateway(t, sims);
@@ -30,11 +42,6 @@ t.test('the status page shows the fleet as it is', async (t) => {
   await sims[0]!.waitFor(() => sims[0]!.stats.tokensSent > 2);
   await gateway.catalogs.refresh(gateway.registry.byName('sim1')!); // the next /api/ps poll
 
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
-  });
-  t.teardown(() => browser.close());
   const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
@@ -57,12 +64,8 @@ t.test('the status page shows the fleet as it is', async (t) => {
 });
 
 t.test('with keys: the page (for an admin) shows each key\'s usage today and its day budget', async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    if (process.env['CI']) t.fail(`${CHROMIUM} is missing: .ci/run must install chromium`);
-    else t.plan(0, `no ${CHROMIUM}: apt-get install chromium to run the browser test`);
-    return;
-  }
-  const { chromium } = await import('playwright-core');
+  const browser = await launch(t);
+  if (!browser) return;
   const { hashKey } = await import('../dist/src/auth/keys.js');
   const APP = 'ogw_status-app-000000000000000000';
   const ADMIN = 'ogw_status-admin-1111111111111111';
@@ -74,11 +77,6 @@ t.test('with keys: the page (for an admin) shows each key\'s usage today and its
   const { url } = await startGateway(t, sims, {}, { file });
   for (const p of ['a', 'b']) t.equal((await post(url, '/api/chat', chat(p, { stream: false }), { headers: { authorization: `Bearer ${APP}` } })).status, 200);
 
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
-  });
-  t.teardown(() => browser.close());
   const page = await browser.newPage({ viewport: { width: 1100, height: 700 }, extraHTTPHeaders: { authorization: `Bearer ${ADMIN}` } });
   await page.goto(`${url}/status`);
   await page.waitForFunction('document.querySelectorAll("#keys tr").length === 2');
