@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import OpenAI from 'openai';
 import t from 'tap';
 import { hashKey } from '../dist/src/auth/keys.js';
+import { loadConfig } from '../dist/src/config/load.js';
 import type { SimulatorOptions } from '../dist/src/simulator/simulator.js';
 import { chat, post, settled, startGateway, startSims } from './helpers.js';
 
@@ -19,7 +20,7 @@ async function metered(t: Parameters<typeof startSims>[0], limits: string, sim: 
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'gateway.yaml');
   writeFileSync(file, `backends: [{url: "http://127.0.0.1:1"}]\n${extra}keys:\n  - {name: app, sha256: "${hashKey(APP)}", ${limits}}\n`);
-  return { sim: s!, ...(await startGateway(t, [s!], {}, { file })) };
+  return { sim: s!, file, ...(await startGateway(t, [s!], {}, { file })) };
 }
 
 function nextUtcMidnight(): string {
@@ -113,4 +114,21 @@ t.test('OpenAI streams are asked for usage; the client that did not ask never se
   const withUsage = [];
   for await (const c of asked) withUsage.push(c);
   t.match(withUsage.at(-1), { choices: [], usage: { prompt_tokens: 11, completion_tokens: 5 } }, 'a client that asked gets its usage chunk');
+});
+
+t.test('a reload changes a key\'s budget without forgetting what it has used', async (t) => {
+  const { url, gateway, sim, file } = await metered(t, 'tokens_per_day: 60', { tokens: 30, tokenMs: 0 });
+  t.equal((await post(url, '/api/chat', chat('a', { stream: false }), { headers: auth })).status, 200);
+  t.equal(gateway.budgets.usage('app').day, 41, 'about 11 prompt and 30 completion tokens');
+  const reload = (limits: string) => {
+    writeFileSync(file, `backends: [{url: "http://127.0.0.1:1"}]\nkeys:\n  - {name: app, sha256: "${hashKey(APP)}", ${limits}}\n`);
+    gateway.reload(loadConfig({ file, env: {}, flags: { backends: `sim1=${sim.url}`, listen: '127.0.0.1:0' } }));
+  };
+  reload('tokens_per_day: 40');
+  const refused = await post(url, '/api/chat', chat('b', { stream: false }), { headers: auth });
+  t.equal(refused.status, 429, 'a lower budget: the 41 tokens already used are over it');
+  t.match(refused.json(), { error: /budget of 40 tokens for today/ });
+  reload('tokens_per_day: 1000');
+  t.equal((await post(url, '/api/chat', chat('c', { stream: false }), { headers: auth })).status, 200, 'a higher one: on again');
+  t.equal(gateway.budgets.usage('app').day, 82, 'the count went on across both reloads');
 });
