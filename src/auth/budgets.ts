@@ -30,12 +30,6 @@ export interface Charge {
   readonly exhausted: GatewayError | undefined;
 }
 
-const FREE: Charge = {
-  add: () => true,
-  settle: (prompt, completion) => ({ prompt: prompt ?? 0, completion: completion ?? 0 }),
-  exhausted: undefined,
-};
-
 export interface KeyUsage {
   readonly day: number;
   readonly month: number;
@@ -106,8 +100,7 @@ export class TokenBudgets {
         holding = now;
         if (exhausted) return false;
         budgets.roll(s);
-        const over = (limits.perDay !== undefined && s.dayUsed + s.held > limits.perDay) || (limits.perMonth !== undefined && s.monthUsed + s.held > limits.perMonth);
-        if (over) exhausted = budgets.spent(name, s, limits, budgets.now(), true);
+        exhausted = budgets.spent(name, s, limits, budgets.now(), true);
         return exhausted === undefined;
       },
       settle(prompt: number | undefined, completion: number | undefined) {
@@ -128,9 +121,6 @@ export class TokenBudgets {
       },
     };
   }
-
-  /** A key without token limits pays nothing up front and is never cut. */
-  static readonly free: Charge = FREE;
 
   private of(name: string): KeyState {
     let s = this.state.get(name);
@@ -158,16 +148,19 @@ export class TokenBudgets {
 
   /** The budget this key has spent (or, with `crossing`, is crossing), as the 429 to answer. */
   private spent(name: string, s: KeyState, limits: TokenLimits, t: number, crossing = false): GatewayError | undefined {
-    // before a job: nothing left to hold; during a stream: more held than the budget allows
-    const over = (limit: number | undefined, used: number) => limit !== undefined && (crossing ? used + s.held > limit : used + s.held >= limit);
-    const dayOver = over(limits.perDay, s.dayUsed);
-    const monthOver = over(limits.perMonth, s.monthUsed);
+    const dayOver = over(limits.perDay, s.dayUsed + s.held, crossing);
+    const monthOver = over(limits.perMonth, s.monthUsed + s.held, crossing);
     if (!dayOver && !monthOver) return undefined;
     const [what, limit, resets] = monthOver ? ['this month', limits.perMonth!, nextMonthStart(t)] : ['today', limits.perDay!, nextDayStart(t)];
     return new GatewayError('budget_exhausted', `key '${name}' has used its budget of ${limit} tokens for ${what} (UTC); it resets at ${new Date(resets).toISOString()}`, {
       retryAfterSeconds: Math.max(1, Math.ceil((resets - t) / 1000)),
     });
   }
+}
+
+/** Before a job: nothing left to hold. During a stream (`crossing`): more held than the budget allows. */
+function over(limit: number | undefined, usedAndHeld: number, crossing: boolean): boolean {
+  return limit !== undefined && (crossing ? usedAndHeld > limit : usedAndHeld >= limit);
 }
 
 function remaining(limit: number | undefined, used: number): number {
