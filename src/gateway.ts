@@ -152,13 +152,7 @@ export class Gateway {
 
   /** Build, bind the listener and start health checks. */
   static async start(opts: GatewayOptions): Promise<Gateway> {
-    let g: Gateway;
-    try {
-      g = new Gateway(opts);
-    } catch (err) {
-      if (err instanceof StartupError) throw err;
-      throw new StartupError(`usage.path: cannot open the usage ledger ${opts.config.usage.path}: ${(err as Error).message}`, { cause: err });
-    }
+    const g = new Gateway(opts);
     g.registry.apply(g.cfg);
     await new Promise<void>((resolve, reject) => {
       g.server.once('error', reject);
@@ -432,7 +426,12 @@ export class Gateway {
 export class StartupError extends Error {}
 
 function openStore(path: string): UsageStore {
-  return path ? new SqliteUsageStore(path) : new MemoryUsageStore();
+  if (!path) return new MemoryUsageStore();
+  try {
+    return new SqliteUsageStore(path);
+  } catch (err) {
+    throw new StartupError(`usage.path: cannot open the usage ledger ${path}: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 /** The running config for the start-up line, with any credentials in backend URLs hidden. */
