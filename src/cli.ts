@@ -7,7 +7,7 @@ import type { GatewayConfig } from './config/schema.js';
 import { demoBanner, startDemo } from './demo.js';
 import { Gateway, StartupError } from './gateway.js';
 import { existsSync } from 'node:fs';
-import { monthOf } from './usage/period.js';
+import { monthStartDay } from './usage/period.js';
 import { parseSince, usageJson, usageTable } from './usage/report.js';
 import { SqliteUsageStore } from './usage/sqlite.js';
 import { createLogger } from './log/logger.js';
@@ -104,7 +104,7 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
       const file = o.config ?? io.env[CONFIG_ENV];
       if (path === undefined && file !== undefined) path = loadConfig({ file, env: io.env }).usage.path;
       if (!path) throw new UsageError('no ledger: give --db <file>, or -c <config> with usage.path set');
-      const since = o.since === undefined ? `${monthOf(Date.now())}-01` : parseSince(o.since);
+      const since = o.since === undefined ? monthStartDay(Date.now()) : parseSince(o.since);
       if (since === undefined) throw new UsageError(`--since: expected YYYY-MM-DD or Nd (e.g. 7d), got '${o.since}'`);
       if (!existsSync(path)) {
         io.err(`error: no usage ledger at ${path} (the gateway creates it when it starts with usage.path set)\n`);

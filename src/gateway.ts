@@ -23,7 +23,7 @@ import { KeyRing } from './auth/keys.js';
 import { KeyLimiter } from './auth/limits.js';
 import { TokenBudgets } from './auth/budgets.js';
 import { UsageLedger } from './usage/ledger.js';
-import { monthOf } from './usage/period.js';
+import { monthStartDay } from './usage/period.js';
 import { SqliteUsageStore } from './usage/sqlite.js';
 import { MemoryUsageStore, type UsageStore } from './usage/store.js';
 import type { RouteKind } from './http/routes.js';
@@ -117,7 +117,7 @@ export class Gateway {
     this.ledger = new UsageLedger(openStore(this.cfg.usage.path), this.cfg.usage.flushMs, this.log);
     // budgets go on from what this month has used so far (the ledger survives restarts)
     this.budgets = new TokenBudgets();
-    this.budgets.seed(this.ledger.rows({ since: `${monthOf(Date.now())}-01` }));
+    this.budgets.seed(this.ledger.rows({ since: monthStartDay(Date.now()) }));
     this.inspector = new Inspector(this.cfg.inspect);
     const proxy = new Proxy({
       registry: this.registry,
@@ -237,23 +237,28 @@ export class Gateway {
     return out;
   }
 
-  /** Per key (every configured key, or the open gateway as ''), today's usage (UTC) and budgets. */
+  /**
+   * Per key (every configured key, or the open gateway as ''): today's usage (UTC), the tokens of
+   * this month, and its budgets. Read from the ledger alone, so metered and unmetered keys agree.
+   */
   private keyUsageToday() {
-    const today = this.ledger.todayByKey();
-    const names = this.cfg.keys.length > 0 ? this.cfg.keys.map((k) => k.name) : [''];
+    const now = Date.now();
+    const today = this.ledger.totalsByKey();
+    const month = this.ledger.totalsByKey(monthStartDay(now));
+    const limits = new Map(this.cfg.keys.map((k) => [k.name, k.tokens]));
+    const names = this.cfg.keys.length > 0 ? [...limits.keys()] : [''];
     return names.map((name) => {
       const u = today.get(name);
-      const k = this.cfg.keys.find((x) => x.name === name);
-      const used = this.budgets.usage(name);
+      const m = month.get(name);
       return {
         name,
         requests: u?.requests ?? 0,
         prompt_tokens: u?.promptTokens ?? 0,
         completion_tokens: u?.completionTokens ?? 0,
         errors: u?.errors ?? 0,
-        tokens_per_day: k?.tokens.perDay ?? null,
-        tokens_per_month: k?.tokens.perMonth ?? null,
-        used_month: used.month,
+        tokens_month: (m?.promptTokens ?? 0) + (m?.completionTokens ?? 0),
+        tokens_per_day: limits.get(name)?.perDay ?? null,
+        tokens_per_month: limits.get(name)?.perMonth ?? null,
       };
     });
   }

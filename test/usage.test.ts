@@ -76,7 +76,19 @@ t.test('the ledger keeps requests, tokens and errors per key and model across a 
     'usage today, read back after the restart',
   );
   t.same(second.budgets.usage('app'), { day: 30, month: 30 }, 'budgets go on from the ledger');
+  t.equal((await post(second.url, '/api/chat', chat('f', { stream: false }), as(BOT))).status, 200);
+  const later = await fetch(`${second.url}/status.json`, as(ADMIN)).then((r) => r.json() as Promise<{ keys: Record<string, unknown>[] }>);
+  t.same(
+    later.keys.map((k) => [k['name'], k['requests'], k['tokens_month']]),
+    [
+      ['app', 3, 30],
+      ['bot', 2, 30],
+      ['ops', 0, 0],
+    ],
+    'this month\'s tokens count what came after the restart too (a key without budgets included)',
+  );
 
+  // the CLI reads the file: what the running gateway has not written yet (bot's last job) is not in it
   const { stdout } = await run(process.execPath, [BIN, 'usage', '-c', file, '--json']);
   t.same(JSON.parse(stdout), [
     { day: today, key: 'app', model: 'llama3.2:latest', requests: 2, prompt_tokens: 22, completion_tokens: 8, errors: 0 },

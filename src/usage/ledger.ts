@@ -86,10 +86,10 @@ export class UsageLedger {
     return sortRows([...merged.values()]);
   }
 
-  /** Today's usage (UTC) per key, all models together. */
-  todayByKey(): Map<string, Omit<UsageRow, 'day' | 'model'>> {
+  /** Usage per key since a day (`YYYY-MM-DD`, UTC; default today), all models and days together. */
+  totalsByKey(since = this.today()): Map<string, Omit<UsageRow, 'day' | 'model'>> {
     const out = new Map<string, Omit<UsageRow, 'day' | 'model'>>();
-    for (const r of this.rows({ since: this.today() })) {
+    for (const r of this.rows({ since })) {
       const had = out.get(r.key);
       out.set(r.key, {
         key: r.key,

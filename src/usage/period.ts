@@ -10,6 +10,11 @@ export function monthOf(ms: number): string {
   return new Date(ms).toISOString().slice(0, 7);
 }
 
+/** `YYYY-MM-01` (UTC): the first day of the month, as the ledger's `since`. */
+export function monthStartDay(ms: number): string {
+  return `${monthOf(ms)}-01`;
+}
+
 /** Epoch milliseconds of the next 00:00 UTC. */
 export function nextDayStart(ms: number): number {
   const d = new Date(ms);
