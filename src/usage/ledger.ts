@@ -3,7 +3,7 @@
 // so the request path never touches the disk. A failed write keeps the batch for the next try.
 import type { Logger } from 'pino';
 import { dayOf, nextDayStart } from './period.js';
-import { addRows, rowId, sortRows, type UsageFilter, type UsageRow, type UsageStore } from './store.js';
+import { addRows, matches, rowId, sortRows, type UsageFilter, type UsageRow, type UsageStore } from './store.js';
 
 export interface UsageEvent {
   readonly key: string;
@@ -13,8 +13,11 @@ export interface UsageEvent {
   readonly error: boolean;
 }
 
+/** A row of the batch: counted into in place, one object per day, key and model. */
+type Counts = { -readonly [K in keyof UsageRow]: UsageRow[K] };
+
 export class UsageLedger {
-  private pending = new Map<string, UsageRow>();
+  private pending = new Map<string, Counts>();
   private readonly timer: NodeJS.Timeout;
   private closed = false;
   /** today (UTC), worked out again only when the day ends: record() runs for every request */
@@ -41,18 +44,17 @@ export class UsageLedger {
   }
 
   record(e: UsageEvent): void {
-    const row: UsageRow = {
-      day: this.today(),
-      key: e.key,
-      model: e.model,
-      requests: 1,
-      promptTokens: e.promptTokens,
-      completionTokens: e.completionTokens,
-      errors: e.error ? 1 : 0,
-    };
-    const id = rowId(row);
-    const had = this.pending.get(id);
-    this.pending.set(id, had ? addRows(had, row) : row);
+    const day = this.today();
+    const id = rowId({ day, key: e.key, model: e.model });
+    let row = this.pending.get(id);
+    if (!row) {
+      row = { day, key: e.key, model: e.model, requests: 0, promptTokens: 0, completionTokens: 0, errors: 0 };
+      this.pending.set(id, row);
+    }
+    row.requests++;
+    row.promptTokens += e.promptTokens;
+    row.completionTokens += e.completionTokens;
+    if (e.error) row.errors++;
   }
 
   /** Write the batch. Returns the number of rows written. */
@@ -67,7 +69,7 @@ export class UsageLedger {
       // keep it for the next try, merged with whatever came since
       for (const [id, r] of batch) {
         const had = this.pending.get(id);
-        this.pending.set(id, had ? addRows(r, had) : r);
+        this.pending.set(id, had ? { ...addRows(r, had) } : r);
       }
       this.log.error({ err: (err as Error).message, rows: batch.size }, 'usage ledger: write failed; will retry');
       return 0;
@@ -79,9 +81,10 @@ export class UsageLedger {
     const merged = new Map<string, UsageRow>();
     for (const r of this.store.rows(filter)) merged.set(rowId(r), r);
     for (const [id, r] of this.pending) {
-      if ((filter.since !== undefined && r.day < filter.since) || (filter.key !== undefined && r.key !== filter.key)) continue;
+      if (!matches(r, filter)) continue;
       const had = merged.get(id);
-      merged.set(id, had ? addRows(had, r) : r);
+      // a copy: the batch's rows go on counting
+      merged.set(id, had ? addRows(had, r) : { ...r });
     }
     return sortRows([...merged.values()]);
   }

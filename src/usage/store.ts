@@ -29,6 +29,10 @@ export interface UsageStore {
   close(): void;
 }
 
+export function matches(r: UsageRow, filter: UsageFilter): boolean {
+  return (filter.since === undefined || r.day >= filter.since) && (filter.key === undefined || r.key === filter.key);
+}
+
 export function rowId(r: Pick<UsageRow, 'day' | 'key' | 'model'>): string {
   return `${r.day}\u0000${r.key}\u0000${r.model}`;
 }
@@ -62,7 +66,7 @@ export class MemoryUsageStore implements UsageStore {
   }
 
   rows(filter: UsageFilter = {}): UsageRow[] {
-    const out = [...this.byId.values()].filter((r) => (filter.since === undefined || r.day >= filter.since) && (filter.key === undefined || r.key === filter.key));
+    const out = [...this.byId.values()].filter((r) => matches(r, filter));
     return sortRows(out);
   }
 
