@@ -102,10 +102,13 @@ export class Proxy {
       if (ctx.charge) {
         // what a backend answered with 200 is charged (its counts, or else what was seen); a job
         // that never ran, or that the backend refused, costs nothing
-        const ok = ctx.record.status === 200;
-        const charged = ctx.charge.settle(ok ? ctx.record.promptTokens : 0, ok ? ctx.record.completionTokens : 0);
-        ctx.record.promptTokens = charged.prompt;
-        ctx.record.completionTokens = charged.completion;
+        if (ctx.record.status === 200) {
+          const charged = ctx.charge.settle(ctx.record.promptTokens, ctx.record.completionTokens);
+          ctx.record.promptTokens = charged.prompt;
+          ctx.record.completionTokens = charged.completion;
+        } else {
+          ctx.charge.settle(0, 0);
+        }
       }
     }
   }
