@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { CONFIG_ENV, ConfigError, OPTIONS, checkConfigFile, formatProblem, loadConfig, type LoadSources } from './config/load.js';
-import type { GatewayConfig } from './config/schema.js';
+import { redactUrl, type GatewayConfig } from './config/schema.js';
 import { demoBanner, startDemo } from './demo.js';
 import { Gateway, StartupError } from './gateway.js';
 import { existsSync } from 'node:fs';
@@ -61,7 +61,7 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
       const problems = checkConfigFile(file);
       if (problems.length === 0) {
         const cfg = loadConfig({ file, env: {} });
-        io.out(`${file}: ok (${cfg.backends.length} backend(s): ${cfg.backends.map((b) => `${b.name} ${b.url} x${b.slots}`).join(', ')})\n`);
+        io.out(`${file}: ok (${cfg.backends.length} backend(s): ${cfg.backends.map((b) => `${b.name} ${redactUrl(b.url)} x${b.slots}`).join(', ')})\n`);
         result = 0;
       } else {
         for (const p of problems) io.err(`${formatProblem(p)}\n`);
@@ -111,12 +111,16 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
         result = 1;
         return;
       }
-      const store = new SqliteUsageStore(path);
+      let store: SqliteUsageStore | undefined;
       try {
+        store = new SqliteUsageStore(path);
         const rows = store.rows({ since, key: o.key });
         io.out(o.json ? usageJson(rows) : usageTable(rows));
+      } catch (err) {
+        // a damaged or unreadable file: one line that says which file and what SQLite said
+        throw new StartupError(`cannot read the usage ledger ${path}: ${(err as Error).message}`, { cause: err });
       } finally {
-        store.close();
+        store?.close();
       }
       result = 0;
     });

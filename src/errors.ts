@@ -12,6 +12,7 @@ export interface ErrorSpec {
 // The README's error table is checked against this registry by a test: change both together.
 export const ERRORS = {
   bad_json: { status: 400, description: 'The request body is not valid JSON.' },
+  bad_path: { status: 400, description: 'The request path cannot be normalized (a malformed percent-escape, bytes that are not UTF-8, a control character).' },
   bad_request: { status: 400, description: 'The request body is missing, or JSON but not an object.' },
   unauthorized: { status: 401, description: 'No API key, or one the gateway does not know (`Authorization: Bearer` or `X-Api-Key`).' },
   admin_only: { status: 403, description: 'The route needs a key flagged `admin`.' },
@@ -30,6 +31,7 @@ export const ERRORS = {
   internal_error: { status: 500, description: 'A bug in the gateway: the request failed, the gateway stays up.' },
   upstream_unreachable: { status: 502, description: 'No backend could be reached (connection refused or reset on every try).' },
   upstream_failed: { status: 502, description: 'The backend failed while answering; mid-stream this becomes a final error line.' },
+  body_memory_full: { status: 503, retryAfter: true, description: 'The request bodies being read already hold `limits.max_buffered_body_bytes` of memory.' },
   queue_full: { status: 503, retryAfter: true, description: 'Every slot is busy and the wait queue is at `queue.size`.' },
   queue_timeout: { status: 503, retryAfter: true, description: 'The request waited `queue.max_wait_seconds` without getting a slot.' },
   no_healthy_backend: { status: 503, retryAfter: true, description: 'No backend is in rotation: all are failing their health checks.' },

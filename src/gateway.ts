@@ -11,6 +11,7 @@ import { Registry } from './backends/registry.js';
 import { redactUrl, type GatewayConfig } from './config/schema.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { GatewayError } from './errors.js';
+import { CancelToken } from './http/cancel.js';
 import type { RequestContext } from './http/context.js';
 import { sendBody, sendJson } from './http/respond.js';
 import { createFront } from './http/server.js';
@@ -76,6 +77,8 @@ export class Gateway {
   private active = 0;
   private idleWaiters: (() => void)[] = [];
   private stopping: Promise<void> | undefined;
+  /** fired when a stop's drain deadline passes: answers still running get their final error line */
+  private readonly deadline = new CancelToken();
 
   private constructor(opts: GatewayOptions) {
     this.cfg = opts.config;
@@ -93,7 +96,7 @@ export class Gateway {
     this.registry.on((e) => {
       if (e.type === 'down' || e.type === 'retiring' || e.type === 'removed') this.dispatcher.pruneStranded();
       // a backend that joins, comes back or grows takes waiting jobs at once
-      if (e.type === 'added' || e.type === 'up' || e.type === 'resized') this.dispatcher.drain();
+      if (e.type === 'added' || e.type === 'up' || e.type === 'resized' || e.type === 'resumed') this.dispatcher.drain();
     });
     this.metrics = new GatewayMetrics({
       backends: () => this.registry.all.map((b) => ({ name: b.name, inFlight: b.inFlight, slots: b.slots, up: b.inRotation })),
@@ -117,7 +120,12 @@ export class Gateway {
     this.ledger = new UsageLedger(openStore(this.cfg.usage.path), this.cfg.usage.flushMs, this.log);
     // budgets go on from what this month has used so far (the ledger survives restarts)
     this.budgets = new TokenBudgets();
-    this.budgets.seed(this.ledger.rows({ since: monthStartDay(Date.now()) }));
+    try {
+      this.budgets.seed(this.ledger.rows({ since: monthStartDay(Date.now()) }));
+    } catch (err) {
+      this.ledger.close();
+      throw new StartupError(`usage.path: cannot read the usage ledger ${this.cfg.usage.path}: ${(err as Error).message}`, { cause: err });
+    }
     this.inspector = new Inspector(this.cfg.inspect);
     const proxy = new Proxy({
       registry: this.registry,
@@ -127,6 +135,7 @@ export class Gateway {
       refreshCatalog: (b) => this.catalogs.refresh(b),
       limiter: new KeyLimiter(),
       budgets: this.budgets,
+      deadline: this.deadline,
       gapObserver: (backend, model) => this.metrics.gapObserver(backend, this.modelLabel(model)),
     });
     const catalogRoutes = new CatalogRoutes(
@@ -309,7 +318,13 @@ export class Gateway {
       }),
     ]);
     clearTimeout(timer);
-    if (!drained) this.log.warn({ in_flight: this.active }, 'drain deadline passed: cutting the remaining requests');
+    if (!drained) {
+      this.log.warn({ in_flight: this.active }, 'drain deadline passed: ending the remaining requests with an error');
+      // each stream ends with its API's final error line (a cut connection would leave the
+      // client unsure whether the answer was whole), then what is left is cut
+      this.deadline.cancel();
+      await Promise.race([this.whenIdle(), new Promise((resolve) => setTimeout(resolve, 1_000).unref())]);
+    }
     this.server.closeAllConnections();
     this.metricsServer?.close();
     await Promise.all([closed, this.registry.close(!drained), this.inspector.close()]);
@@ -341,7 +356,16 @@ export class Gateway {
     if (ctx.path === '/status') return sendBody(ctx, 200, STATUS_PAGE, 'text/html; charset=utf-8');
     if (ctx.path === '/status.json') return sendJson(ctx, 200, this.statusReport());
     const report = this.healthReport();
-    sendJson(ctx, report.status === 'ok' ? 200 : 503, report);
+    const code = report.status === 'ok' ? 200 : 503;
+    // with keys, who is behind which URL and why a box failed is for admins (or when made public);
+    // an orchestrator needs only the status and the counts
+    if (this.keys.open || this.cfg.auth.publicHealthDetails || ctx.key?.admin === true) return sendJson(ctx, code, report);
+    sendJson(ctx, code, {
+      status: report.status,
+      backends: { total: report.backends.length, up: report.backends.filter((b) => b.healthy && !b.retiring).length },
+      queue: report.queue,
+      in_flight: report.in_flight,
+    });
   }
 
   /**
@@ -349,7 +373,13 @@ export class Gateway {
    * /healthz; an admin key for management, and for /metrics and /status unless made public.
    */
   private authorize(ctx: RequestContext, route: RouteKind): void {
-    if (this.keys.open || ctx.path === '/healthz') return;
+    if (this.keys.open) return;
+    if (ctx.path === '/healthz') {
+      // open to all; an admin key, when presented, sees the details
+      ctx.key = this.keys.identify(ctx.req.headers);
+      ctx.record.key = ctx.key?.name;
+      return;
+    }
     const isMetrics = ctx.path === '/metrics';
     const isStatus = ctx.path === '/status' || ctx.path === '/status.json';
     if ((isMetrics && this.cfg.auth.publicMetrics) || (isStatus && this.cfg.auth.publicStatus)) return;

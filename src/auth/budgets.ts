@@ -1,8 +1,12 @@
 // Per-key token rate (tokens per minute, a bucket that may run into debt) and token budgets per
-// UTC day and month. A job reserves an estimate before it is dispatched and settles with the
-// real count when it ends; a metered stream also adds its tokens as they pass, so that a burst
-// of concurrent jobs cannot overshoot a budget by more than about one job's worth, and a stream
-// that crosses it is cut. Prompt and completion tokens count alike.
+// UTC day and month. A job reserves an estimate before it is dispatched (its prompt at about 4
+// bytes a token, and its output limit, or `budgets.output_estimate_tokens` when it sets none),
+// never more than is left, and settles with the real count when it ends. Reservations decide
+// admission: a burst is refused once they hold the whole budget. A job that cannot be cut while
+// it runs (not streamed) is sent with its output limit lowered to what it reserved, so a burst of
+// them cannot overshoot; a metered stream adds its tokens as they pass and is cut when what the
+// key has really used (settled, plus what its jobs in flight have consumed so far) crosses the
+// budget, not when other jobs' reservations do (issue 10.15). Prompt and completion tokens count alike.
 import type { TokenLimits } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import { dayOf, monthOf, nextDayStart, nextMonthStart } from '../usage/period.js';
@@ -15,6 +19,8 @@ interface KeyState {
   monthUsed: number;
   /** tokens held by jobs in flight: the larger of each one's reservation and what it generated */
   held: number;
+  /** tokens jobs in flight have consumed so far (prompt estimate and what streamed) */
+  consumed: number;
   /** the per-minute bucket (full until first used); below zero is debt that later jobs wait out */
   level: number | undefined;
   at: number;
@@ -28,6 +34,8 @@ export interface Charge {
   settle(prompt: number | undefined, completion: number | undefined): { prompt: number; completion: number };
   /** why add() said no, for the stream's last line */
   readonly exhausted: GatewayError | undefined;
+  /** the output tokens this job holds beyond its prompt: the most a job that cannot be cut may generate */
+  readonly outputReserved: number;
 }
 
 export interface KeyUsage {
@@ -81,12 +89,20 @@ export class TokenBudgets {
       }
     }
     const estimate = promptEstimate + outputEstimate;
-    // never hold more than is left: a job that asks for more still runs, and is cut if it gets there
+    // never hold more than is left: a job that asks for more still runs, and is cut (a stream) or
+    // capped (anything else) at what it holds
     const left = Math.min(remaining(limits.perDay, s.dayUsed + s.held), remaining(limits.perMonth, s.monthUsed + s.held));
     const reserved = Math.min(estimate, left);
+    const outputReserved = Math.max(0, reserved - promptEstimate);
+    if (outputEstimate > 0 && outputReserved === 0 && left !== Infinity) {
+      // nothing left for it to generate: a job held to its reservation would get nothing
+      throw exhaustedError(name, limits, t, remaining(limits.perMonth, s.monthUsed + s.held) <= remaining(limits.perDay, s.dayUsed + s.held));
+    }
     s.held += reserved;
+    s.consumed += promptEstimate;
     if (s.level !== undefined) s.level -= estimate;
     let holding = reserved;
+    let consumed = promptEstimate;
     let seen = 0;
     let settled = false;
     let exhausted: GatewayError | undefined;
@@ -98,9 +114,11 @@ export class TokenBudgets {
         const now = Math.max(reserved, promptEstimate + seen);
         s.held += now - holding;
         holding = now;
+        s.consumed += tokens;
+        consumed += tokens;
         if (exhausted) return false;
         budgets.roll(s);
-        exhausted = budgets.spent(name, s, limits, budgets.now(), true);
+        exhausted = budgets.crossed(name, s, limits, budgets.now());
         return exhausted === undefined;
       },
       settle(prompt: number | undefined, completion: number | undefined) {
@@ -108,6 +126,7 @@ export class TokenBudgets {
         if (settled) return charged;
         settled = true;
         s.held -= holding;
+        s.consumed -= consumed;
         budgets.roll(s);
         const total = charged.prompt + charged.completion;
         s.dayUsed += total;
@@ -119,6 +138,7 @@ export class TokenBudgets {
       get exhausted() {
         return exhausted;
       },
+      outputReserved,
     };
   }
 
@@ -126,7 +146,7 @@ export class TokenBudgets {
     let s = this.state.get(name);
     if (!s) {
       const t = this.now();
-      s = { day: dayOf(t), dayUsed: 0, month: monthOf(t), monthUsed: 0, held: 0, level: undefined, at: t };
+      s = { day: dayOf(t), dayUsed: 0, month: monthOf(t), monthUsed: 0, held: 0, consumed: 0, level: undefined, at: t };
       this.state.set(name, s);
     }
     return s;
@@ -146,16 +166,29 @@ export class TokenBudgets {
     }
   }
 
-  /** The budget this key has spent (or, with `crossing`, is crossing), as the 429 to answer. */
-  private spent(name: string, s: KeyState, limits: TokenLimits, t: number, crossing = false): GatewayError | undefined {
-    const dayOver = over(limits.perDay, s.dayUsed + s.held, crossing);
-    const monthOver = over(limits.perMonth, s.monthUsed + s.held, crossing);
+  /** Before a job: the budget its key has spent or reserved in full, as the 429 to answer. */
+  private spent(name: string, s: KeyState, limits: TokenLimits, t: number): GatewayError | undefined {
+    const dayOver = over(limits.perDay, s.dayUsed + s.held, false);
+    const monthOver = over(limits.perMonth, s.monthUsed + s.held, false);
     if (!dayOver && !monthOver) return undefined;
-    const [what, limit, resets] = monthOver ? ['this month', limits.perMonth!, nextMonthStart(t)] : ['today', limits.perDay!, nextDayStart(t)];
-    return new GatewayError('budget_exhausted', `key '${name}' has used its budget of ${limit} tokens for ${what} (UTC); it resets at ${new Date(resets).toISOString()}`, {
-      retryAfterSeconds: Math.max(1, Math.ceil((resets - t) / 1000)),
-    });
+    return exhaustedError(name, limits, t, monthOver);
   }
+
+  /** During a stream: what the key has really used (settled, and consumed in flight) is past a budget. */
+  private crossed(name: string, s: KeyState, limits: TokenLimits, t: number): GatewayError | undefined {
+    const dayOver = over(limits.perDay, s.dayUsed + s.consumed, true);
+    const monthOver = over(limits.perMonth, s.monthUsed + s.consumed, true);
+    if (!dayOver && !monthOver) return undefined;
+    return exhaustedError(name, limits, t, monthOver);
+  }
+}
+
+/** The 429 for a spent budget: the month's when `month` (or when there is no day budget), else the day's. */
+function exhaustedError(name: string, limits: TokenLimits, t: number, month: boolean): GatewayError {
+  const [what, limit, resets] = month || limits.perDay === undefined ? ['this month', limits.perMonth!, nextMonthStart(t)] : ['today', limits.perDay, nextDayStart(t)];
+  return new GatewayError('budget_exhausted', `key '${name}' has used its budget of ${limit} tokens for ${what} (UTC); it resets at ${new Date(resets).toISOString()}`, {
+    retryAfterSeconds: Math.max(1, Math.ceil((resets - t) / 1000)),
+  });
 }
 
 /** Before a job: nothing left to hold. During a stream (`crossing`): more held than the budget allows. */

@@ -39,6 +39,8 @@ export interface ApiKey {
   /** has a token rate or budget (its streams are metered as they pass) */
   readonly metered: boolean;
   allows(model: string): boolean;
+  /** names this model or alias itself in its list (not through a wildcard) */
+  lists(name: string): boolean;
 }
 
 const NO_TOKEN_LIMITS: TokenLimits = { perMinute: undefined, perDay: undefined, perMonth: undefined };
@@ -82,6 +84,7 @@ export class KeyRing {
           tokens: k.tokens ?? NO_TOKEN_LIMITS,
           metered: k.tokens !== undefined && (k.tokens.perMinute !== undefined || k.tokens.perDay !== undefined || k.tokens.perMonth !== undefined),
           allows: (model: string) => patterns.some((p) => p.test(model)),
+          lists: (name: string) => k.models.includes(name),
         },
       };
     });

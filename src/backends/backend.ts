@@ -2,7 +2,7 @@
 // backend's slots, so undici's own queue stays empty and the dispatcher's queue is the only one.
 // Everything else (catalog calls, pulls) uses `aux`, and health probes use `probe`, so neither
 // ever waits behind a long generation.
-import { Client, Pool } from 'undici';
+import { Client, Pool, type Dispatcher } from 'undici';
 import { redactUrl, type BackendConfig, type BackendType, type GatewayConfig } from '../config/schema.js';
 import { ModelCatalog } from './catalog.js';
 import { HealthState, type HealthSignal, type Transition } from './health-state.js';
@@ -11,6 +11,34 @@ import { HealthState, type HealthSignal, type Transition } from './health-state.
 export interface PendingAttempt {
   /** Abort it so the proxy can send it elsewhere (the backend went down). */
   redispatch(reason: string): void;
+}
+
+/**
+ * A backend URL's `user:password@` as the `Authorization: Basic` header it stands for. undici
+ * ignores userinfo in a URL, so a password-protected Ollama (behind a reverse proxy with basic
+ * auth) would get no credentials at all; they are sent on every request instead (generations,
+ * probes, catalog polls).
+ */
+export function basicAuth(url: string): string | undefined {
+  const u = new URL(url);
+  if (!u.username && !u.password) return undefined;
+  return `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`;
+}
+
+/** `d`, with the backend's credentials set on every request it sends (none: `d` itself). */
+function withCredentials<T extends Dispatcher>(d: T, authorization: string | undefined): T {
+  if (authorization === undefined) return d;
+  return d.compose((dispatch) => (opts, handler) => {
+    const given = opts.headers;
+    const headers: Record<string, string | string[] | undefined> = {};
+    if (Array.isArray(given)) {
+      for (let i = 0; i + 1 < given.length; i += 2) headers[String(given[i]).toLowerCase()] = given[i + 1] as string;
+    } else if (given && typeof given === 'object') {
+      for (const [k, v] of Object.entries(given as Record<string, string | string[] | undefined>)) headers[k.toLowerCase()] = v;
+    }
+    headers['authorization'] = authorization;
+    return dispatch({ ...opts, headers }, handler);
+  }) as unknown as T;
 }
 
 export type TransitionListener = (backend: Backend, t: Transition) => void;
@@ -39,17 +67,27 @@ export class Backend {
   inFlight = 0;
   /** removed by a reload: finishes what it holds, takes nothing new */
   retiring = false;
+  /** generations: one connection per slot */
   pool: Pool;
+  /** catalog polls, pass-through and management calls */
   readonly aux: Pool;
   readonly probe: Client;
+  /** `Authorization: Basic` from the URL's credentials, sent on every request (undefined: none) */
+  private readonly authorization: string | undefined;
+  /** where connections go: the URL without its credentials */
+  private readonly origin: string;
   readonly health: HealthState;
   /** the models it holds and has loaded, as its last catalog poll saw them */
   readonly catalog: ModelCatalog;
   readonly pending = new Set<PendingAttempt>();
   private readonly onTransition: TransitionListener;
+  private readonly onResume: (backend: Backend) => void;
   private oldPools: Pool[] = [];
+  /** it answered 503 (server busy): no new job until then (performance.now() ms) */
+  private pausedUntil = 0;
+  private resumeTimer: NodeJS.Timeout | undefined;
 
-  constructor(bc: BackendConfig, cfg: GatewayConfig, onTransition: TransitionListener) {
+  constructor(bc: BackendConfig, cfg: GatewayConfig, onTransition: TransitionListener, onResume: (backend: Backend) => void = () => {}) {
     this.name = bc.name;
     this.url = bc.url;
     this.displayUrl = redactUrl(bc.url);
@@ -58,14 +96,20 @@ export class Backend {
     this.catalog = new ModelCatalog(bc.type);
     this.slots = bc.slots;
     this.onTransition = onTransition;
-    this.pool = new Pool(bc.url, poolOptions(cfg, bc.slots));
-    this.aux = new Pool(bc.url, poolOptions(cfg, 4));
-    this.probe = new Client(bc.url, {
-      connectTimeout: cfg.health.timeoutMs,
-      headersTimeout: cfg.health.timeoutMs,
-      bodyTimeout: cfg.health.timeoutMs,
-      keepAliveTimeout: 4_000,
-    });
+    this.onResume = onResume;
+    this.authorization = basicAuth(bc.url);
+    this.origin = new URL(bc.url).origin;
+    this.pool = withCredentials(new Pool(this.origin, poolOptions(cfg, bc.slots)), this.authorization);
+    this.aux = withCredentials(new Pool(this.origin, poolOptions(cfg, 4)), this.authorization);
+    this.probe = withCredentials(
+      new Client(this.origin, {
+        connectTimeout: cfg.health.timeoutMs,
+        headersTimeout: cfg.health.timeoutMs,
+        bodyTimeout: cfg.health.timeoutMs,
+        keepAliveTimeout: 4_000,
+      }),
+      this.authorization,
+    );
     this.health = new HealthState(cfg.health.unhealthyAfter, cfg.health.healthyAfter);
   }
 
@@ -98,13 +142,32 @@ export class Backend {
     return this.health.healthy && !this.retiring;
   }
 
+  /** Backed off after a "server busy": in rotation, but takes no new job for now. */
+  get paused(): boolean {
+    return this.pausedUntil !== 0 && this.pausedUntil > performance.now();
+  }
+
+  /** It said it is busy: give it `ms` before the next job, then let waiting jobs at it. */
+  backOff(ms: number, reason: string): void {
+    if (ms <= 0) return;
+    this.health.lastError = reason;
+    this.pausedUntil = performance.now() + ms;
+    if (this.resumeTimer) clearTimeout(this.resumeTimer);
+    this.resumeTimer = setTimeout(() => {
+      this.resumeTimer = undefined;
+      this.pausedUntil = 0;
+      this.onResume(this);
+    }, ms);
+    this.resumeTimer.unref();
+  }
+
   success(signal: HealthSignal): void {
     const t = this.health.success(signal);
     if (t) this.onTransition(this, t);
   }
 
-  failure(signal: HealthSignal, reason: string): void {
-    const t = this.health.failure(signal, reason);
+  failure(signal: HealthSignal, reason: string, strong = false): void {
+    const t = this.health.failure(signal, reason, strong);
     if (t) this.onTransition(this, t);
   }
 
@@ -113,7 +176,7 @@ export class Backend {
     if (slots === this.slots) return;
     this.slots = slots;
     const old = this.pool;
-    this.pool = new Pool(this.url, poolOptions(cfg, slots));
+    this.pool = withCredentials(new Pool(this.origin, poolOptions(cfg, slots)), this.authorization);
     this.oldPools.push(old);
     void old.close().finally(() => {
       this.oldPools = this.oldPools.filter((p) => p !== old);
@@ -122,6 +185,7 @@ export class Backend {
 
   /** Close every connection. With `force`, in-flight requests are cut. */
   async close(force = false): Promise<void> {
+    if (this.resumeTimer) clearTimeout(this.resumeTimer);
     const all = [this.pool, this.aux, this.probe, ...this.oldPools];
     await Promise.allSettled(all.map((d) => (force ? d.destroy() : d.close())));
   }

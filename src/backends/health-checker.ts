@@ -53,6 +53,7 @@ export class HealthChecker {
   async probeOnce(b: Backend): Promise<boolean> {
     const { timeoutMs } = this.registry.config.health;
     const path = b.healthPath ?? (b.type === 'openai' ? '/v1/models' : this.registry.config.health.path);
+    const t0 = performance.now();
     try {
       const res = await b.probe.request({
         method: 'GET',
@@ -62,16 +63,34 @@ export class HealthChecker {
       });
       await res.body.dump();
       if (res.statusCode >= 200 && res.statusCode < 300) {
+        b.health.noteProbe(performance.now() - t0);
         b.success('probe');
         return true;
       }
       b.failure('probe', `health probe answered ${res.statusCode}`);
       return false;
     } catch (err) {
-      b.failure('probe', describeError(err));
+      // a box that answers its probes in a millisecond and now says nothing for the whole probe
+      // timeout has hung: out at once, and what it holds without a byte yet goes elsewhere, rather
+      // than after `unhealthy_after` more timeouts (issue 10.12)
+      const usual = b.health.usualProbeMs;
+      const hung = isTimeout(err) && usual !== undefined && usual * HUNG_FACTOR < timeoutMs;
+      const reason = hung ? `hung: its health probe got no answer in ${timeoutMs} ms, where it usually answers in ${usual.toFixed(1)} ms` : describeError(err);
+      b.failure('probe', reason, hung);
       return false;
     }
   }
+}
+
+/** A probe this many times slower than usual that ran into its timeout is a hang, not a slow answer. */
+const HUNG_FACTOR = 20;
+
+function isTimeout(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (e.name === 'TimeoutError' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 23) return true;
+  }
+  return false;
 }
 
 export function describeError(err: unknown): string {

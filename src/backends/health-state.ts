@@ -16,6 +16,8 @@ export class HealthState {
   /** no probe has answered yet: the first one decides, so a box dead at start never gets work */
   private probed = false;
   lastError: string | undefined;
+  /** how long its probes usually take (a moving average of the successful ones), ms */
+  usualProbeMs: number | undefined;
 
   constructor(
     private unhealthyAfter: number,
@@ -42,12 +44,27 @@ export class HealthState {
     return { healthy: true, reason: `${this.healthyAfter} successful probe(s)` };
   }
 
-  /** Returns a transition when this failure takes the backend out. */
-  failure(signal: HealthSignal, reason: string): Transition | undefined {
+  /** A successful probe took this long. */
+  noteProbe(ms: number): void {
+    this.usualProbeMs = this.usualProbeMs === undefined ? ms : this.usualProbeMs * 0.8 + ms * 0.2;
+  }
+
+  /**
+   * Returns a transition when this failure takes the backend out. A `strong` failure (a probe
+   * that timed out where probes usually take a moment: the box has hung) takes it out at once,
+   * whatever the threshold.
+   */
+  failure(signal: HealthSignal, reason: string, strong = false): Transition | undefined {
     this.successes = 0;
     this.lastError = reason;
     if (!this.healthy) return undefined;
     this.failures++;
+    if (strong) {
+      this.healthy = false;
+      this.failures = 0;
+      if (signal === 'probe') this.probed = true;
+      return { healthy: false, reason };
+    }
     const first = signal === 'probe' && !this.probed;
     if (signal === 'probe') this.probed = true;
     if (first) {

@@ -11,7 +11,9 @@ export type RegistryEvent =
   | { readonly type: 'down'; readonly backend: Backend }
   | { readonly type: 'retiring'; readonly backend: Backend }
   | { readonly type: 'removed'; readonly backend: Backend }
-  | { readonly type: 'resized'; readonly backend: Backend };
+  | { readonly type: 'resized'; readonly backend: Backend }
+  /** its back-off after a "server busy" ended: it takes jobs again */
+  | { readonly type: 'resumed'; readonly backend: Backend };
 
 export type RegistryListener = (e: RegistryEvent) => void;
 
@@ -70,7 +72,12 @@ export class Registry {
     // newcomers join before anyone leaves, so waiters never see an empty fleet in between
     for (const bc of cfg.backends) {
       if (this.list.some((b) => b.url === bc.url && !b.retiring && !leaving.includes(b))) continue;
-      const b = new Backend(bc, cfg, (backend, t) => this.onTransition(backend, t));
+      const b = new Backend(
+        bc,
+        cfg,
+        (backend, t) => this.onTransition(backend, t),
+        (backend) => this.emit({ type: 'resumed', backend }),
+      );
       this.list.push(b);
       this.log.info({ backend: b.name, url: b.displayUrl, slots: b.slots }, 'backend added');
       this.emit({ type: 'added', backend: b });

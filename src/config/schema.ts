@@ -68,6 +68,14 @@ export const fileSchema = z.strictObject({
       max_body_bytes: whole(1024, 2 ** 31).default(32 * 1024 * 1024),
       max_header_bytes: whole(1024, 1024 * 1024).default(16 * 1024),
       request_header_timeout_seconds: positiveSeconds().default(10),
+      // client connections open at once; past it a new connection is closed at once
+      max_connections: whole(1, 1_000_000).default(8192),
+      // request body bytes held in memory across all requests being read; past it 503 body_memory_full
+      max_buffered_body_bytes: whole(1024, 2 ** 40).default(512 * 1024 * 1024),
+      // after an answer sent before a body was read (413, 401...): read and drop the rest this long, then close
+      linger_seconds: seconds().default(5),
+      // the most of one SSE event the gateway holds while it must see the event whole
+      max_event_bytes: whole(1024, 2 ** 31).default(1024 * 1024),
     })
     .prefault({}),
   timeouts: z
@@ -84,6 +92,8 @@ export const fileSchema = z.strictObject({
       timeout_seconds: positiveSeconds().default(2),
       unhealthy_after: whole(1, 100).default(3),
       healthy_after: whole(1, 100).default(2),
+      // a backend that answers a generation 503 (server busy) gets no new job for this long
+      busy_backoff_seconds: seconds().default(1),
     })
     .prefault({}),
   metrics: z
@@ -98,6 +108,8 @@ export const fileSchema = z.strictObject({
       // /metrics and /status without a key (scrapers inside a trusted network)
       public_metrics: z.boolean().default(false),
       public_status: z.boolean().default(false),
+      // /healthz shows backend names, URLs and last errors without an admin key (with keys configured)
+      public_health_details: z.boolean().default(false),
     })
     .prefault({}),
   aliases: z.record(z.string().min(1), z.string().min(1, 'an alias needs a target model')).default({}),
@@ -123,6 +135,12 @@ export const fileSchema = z.strictObject({
     .strictObject({
       interval_seconds: positiveSeconds().default(30),
       timeout_seconds: positiveSeconds().default(10),
+    })
+    .prefault({}),
+  budgets: z
+    .strictObject({
+      // output tokens a metered job reserves when it sets no limit of its own
+      output_estimate_tokens: whole(1, 2 ** 31).default(1024),
     })
     .prefault({}),
   retry: z
@@ -157,7 +175,7 @@ export const fileSchema = z.strictObject({
   });
   cfg.backends.forEach((b, i) => {
     const url = b.url.replace(/\/+$/, '');
-    if (urls.has(url)) ctx.addIssue({ code: 'custom', path: ['backends', i, 'url'], message: `url ${url} is already backend ${urls.get(url)! + 1}` });
+    if (urls.has(url)) ctx.addIssue({ code: 'custom', path: ['backends', i, 'url'], message: `url ${redactUrl(url)} is already backend ${urls.get(url)! + 1}` });
     else urls.set(url, i);
     if (b.name !== undefined) {
       if (names.has(b.name)) ctx.addIssue({ code: 'custom', path: ['backends', i, 'name'], message: `name ${b.name} is already backend ${names.get(b.name)! + 1}` });
@@ -193,7 +211,15 @@ export interface GatewayConfig {
   readonly listen: { readonly host: string; readonly port: number };
   readonly backends: readonly BackendConfig[];
   readonly queue: { readonly size: number; readonly maxWaitMs: number; readonly retryAfterSeconds: number };
-  readonly limits: { readonly maxBodyBytes: number; readonly maxHeaderBytes: number; readonly requestHeaderTimeoutMs: number };
+  readonly limits: {
+    readonly maxBodyBytes: number;
+    readonly maxHeaderBytes: number;
+    readonly requestHeaderTimeoutMs: number;
+    readonly maxConnections: number;
+    readonly maxBufferedBodyBytes: number;
+    readonly lingerMs: number;
+    readonly maxEventBytes: number;
+  };
   readonly timeouts: { readonly connectMs: number; readonly headersMs: number; readonly idleMs: number };
   readonly health: {
     readonly path: string;
@@ -201,6 +227,7 @@ export interface GatewayConfig {
     readonly timeoutMs: number;
     readonly unhealthyAfter: number;
     readonly healthyAfter: number;
+    readonly busyBackoffMs: number;
   };
   /** a second listener for /metrics alone (undefined: none) */
   readonly metrics: { readonly listen: { readonly host: string; readonly port: number } | undefined };
@@ -213,7 +240,8 @@ export interface GatewayConfig {
     readonly fairness: { readonly weight: number; readonly maxQueued: number | undefined; readonly header: string | undefined; readonly priority: Priority };
     readonly tokens: TokenLimits;
   }[];
-  readonly auth: { readonly publicMetrics: boolean; readonly publicStatus: boolean };
+  readonly auth: { readonly publicMetrics: boolean; readonly publicStatus: boolean; readonly publicHealthDetails: boolean };
+  readonly budgets: { readonly outputEstimateTokens: number };
   /** client-facing name -> the model the fleet serves */
   readonly aliases: Readonly<Record<string, string>>;
   readonly management: { readonly enabled: boolean };
@@ -261,6 +289,10 @@ export function freezeConfig(f: FileConfig): GatewayConfig {
       maxBodyBytes: f.limits.max_body_bytes,
       maxHeaderBytes: f.limits.max_header_bytes,
       requestHeaderTimeoutMs: ms(f.limits.request_header_timeout_seconds),
+      maxConnections: f.limits.max_connections,
+      maxBufferedBodyBytes: f.limits.max_buffered_body_bytes,
+      lingerMs: ms(f.limits.linger_seconds),
+      maxEventBytes: f.limits.max_event_bytes,
     },
     timeouts: { connectMs: ms(f.timeouts.connect_seconds), headersMs: ms(f.timeouts.headers_seconds), idleMs: ms(f.timeouts.idle_seconds) },
     health: {
@@ -269,6 +301,7 @@ export function freezeConfig(f: FileConfig): GatewayConfig {
       timeoutMs: ms(f.health.timeout_seconds),
       unhealthyAfter: f.health.unhealthy_after,
       healthyAfter: f.health.healthy_after,
+      busyBackoffMs: ms(f.health.busy_backoff_seconds),
     },
     metrics: { listen: f.metrics.listen === '' ? undefined : parseListen(f.metrics.listen) },
     keys: f.keys.map((k) => ({
@@ -280,7 +313,8 @@ export function freezeConfig(f: FileConfig): GatewayConfig {
       fairness: { weight: k.weight, maxQueued: k.max_queued, header: k.fairness_header?.toLowerCase(), priority: k.priority },
       tokens: { perMinute: k.tokens_per_minute, perDay: k.tokens_per_day, perMonth: k.tokens_per_month },
     })),
-    auth: { publicMetrics: f.auth.public_metrics, publicStatus: f.auth.public_status },
+    auth: { publicMetrics: f.auth.public_metrics, publicStatus: f.auth.public_status, publicHealthDetails: f.auth.public_health_details },
+    budgets: { outputEstimateTokens: f.budgets.output_estimate_tokens },
     aliases: { ...f.aliases },
     management: { enabled: f.management.enabled },
     usage: { path: f.usage.path, flushMs: ms(f.usage.flush_seconds) },

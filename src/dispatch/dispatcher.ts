@@ -15,6 +15,8 @@ export interface DispatchTarget {
   readonly slots: number;
   /** healthy and not leaving */
   readonly inRotation: boolean;
+  /** backed off for a moment (it said it is busy): in rotation, but takes no new job */
+  readonly paused?: boolean;
   /** holds this model (or may: its catalog is not known yet) */
   serves(model: string | undefined): boolean;
   /** has this model (with these runner options) loaded */
@@ -302,7 +304,7 @@ export class Dispatcher<T extends DispatchTarget> {
   }
 
   private anyFree(): boolean {
-    for (const b of this.targets()) if (b.inRotation && b.inFlight < b.slots) return true;
+    for (const b of this.targets()) if (b.inRotation && hasRoom(b)) return true;
     return false;
   }
 
@@ -318,7 +320,7 @@ export class Dispatcher<T extends DispatchTarget> {
 
   /** Is there a free backend this job may use? (Moves no round-robin cursor.) */
   private pickFreeQuiet(needs: Needs<T>): T | undefined {
-    for (const b of this.targets()) if (b.inFlight < b.slots && this.fits(b, needs)) return b;
+    for (const b of this.targets()) if (hasRoom(b) && this.fits(b, needs)) return b;
     return undefined;
   }
 
@@ -333,7 +335,7 @@ export class Dispatcher<T extends DispatchTarget> {
     for (let i = 0; i < n; i++) {
       const idx = (this.cursor + i) % n;
       const b = list[idx]!;
-      if (b.inFlight >= b.slots || !this.fits(b, needs)) continue;
+      if (!hasRoom(b) || !this.fits(b, needs)) continue;
       if (!this.opts.warmFirst || needs.warmKey === undefined || b.isWarm(needs.warmKey)) {
         this.cursor = (idx + 1) % n;
         return b;
@@ -344,6 +346,11 @@ export class Dispatcher<T extends DispatchTarget> {
     this.cursor = (first + 1) % n;
     return list[first];
   }
+}
+
+/** A free slot, and not backed off. */
+function hasRoom(b: DispatchTarget): boolean {
+  return b.inFlight < b.slots && b.paused !== true;
 }
 
 /** Is waiter `a` served before `b`? Its class first, then its virtual finish time. */

@@ -1,12 +1,37 @@
 // Reading a request body under a size limit. A declared Content-Length over the limit is refused
 // before a byte is read; a chunked body is refused as soon as it crosses the limit. Either way
-// the rest is never kept in memory.
-import type { IncomingMessage } from 'node:http';
+// the rest is never kept in memory. All bodies together are bounded too (`BodyMemory`): a flood
+// of large slow uploads gets 503 body_memory_full, never an out-of-memory.
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GatewayError } from '../errors.js';
 
 const EMPTY = Buffer.alloc(0);
 
-export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
+/** The request body bytes held in memory by every request at once, against one bound. */
+export class BodyMemory {
+  used = 0;
+  constructor(public limit: number) {}
+
+  take(n: number): boolean {
+    if (this.used + n > this.limit) return false;
+    this.used += n;
+    return true;
+  }
+
+  give(n: number): void {
+    this.used -= n;
+  }
+}
+
+/** What reading a body needs of the request: the message, its response (whose end frees the bytes) and the shared bound. */
+export interface BodySource {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly bodies: BodyMemory;
+}
+
+export function readBody(src: BodySource, maxBytes: number): Promise<Buffer> {
+  const { req, res, bodies } = src;
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > maxBytes) {
     return Promise.reject(tooLarge(maxBytes));
@@ -14,22 +39,25 @@ export function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let total = 0;
+    // the bytes stay held until the answer is over (a retry sends them again)
+    res.once('close', () => bodies.give(total));
     const done = (err: unknown, body?: Buffer) => {
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);
       req.off('close', onClose);
-      if (err) reject(err);
-      else resolve(body!);
-    };
-    const onData = (chunk: Buffer) => {
-      total += chunk.length;
-      if (total > maxBytes) {
+      if (err) {
         chunks.length = 0;
         req.pause();
-        done(tooLarge(maxBytes));
-        return;
+        reject(err);
+      } else resolve(body!);
+    };
+    const onData = (chunk: Buffer) => {
+      if (total + chunk.length > maxBytes) return done(tooLarge(maxBytes));
+      if (!bodies.take(chunk.length)) {
+        return done(new GatewayError('body_memory_full', `the request bodies being read already hold ${bodies.limit} bytes (limits.max_buffered_body_bytes); try again shortly`));
       }
+      total += chunk.length;
       chunks.push(chunk);
     };
     const onEnd = () => {

@@ -7,13 +7,46 @@ import type { ApiKey } from '../auth/keys.js';
 import type { Charge } from '../auth/budgets.js';
 import type { ChunkTransform } from '../relay/chunk-transform.js';
 import { CancelToken, type Cancellation } from './cancel.js';
+import { normalizePath } from './normalize-path.js';
+import { clip } from '../text/clip.js';
+import type { BodyMemory } from './body.js';
+import type { Socket } from 'node:net';
+
+/**
+ * The requests open on each connection. A client may pipeline several requests and then close
+ * the connection: Node tells only the response being written that its socket closed, so the
+ * rest (queued or running) would run to completion and hold their slots (issue 10.7). One
+ * listener per connection cancels every request still open on it.
+ */
+const openOn = new WeakMap<Socket, Set<CancelToken>>();
+
+function watch(socket: Socket, gone: CancelToken): () => void {
+  let open = openOn.get(socket);
+  if (!open) {
+    const set = new Set<CancelToken>();
+    open = set;
+    openOn.set(socket, set);
+    socket.once('close', () => {
+      for (const g of set) g.cancel();
+      set.clear();
+    });
+  }
+  const set = open;
+  set.add(gone);
+  return () => set.delete(gone);
+}
 
 const ID_OK = /^[\w.:@/+=-]{1,128}$/;
 
 export class RequestContext {
   readonly id: string;
   readonly start = performance.now();
+  /** the path as the backend will route on it (decoded, dot segments and `//` collapsed) */
   readonly path: string;
+  /** what goes upstream: the normalized path, re-encoded, and the query as it came */
+  readonly upstreamPath: string;
+  /** why the path cannot be normalized (the request is refused), if it cannot */
+  readonly badPath: string | undefined;
   private readonly gone = new CancelToken();
   readonly record: RequestRecord;
   /** the API key the request presented (undefined in open mode) */
@@ -32,16 +65,28 @@ export class RequestContext {
   constructor(
     readonly req: IncomingMessage,
     readonly res: ServerResponse,
+    /** the bound on all request bodies held at once */
+    readonly bodies: BodyMemory,
   ) {
     const given = req.headers['x-request-id'];
     this.id = typeof given === 'string' && ID_OK.test(given) ? given : randomUUID();
     const url = req.url ?? '/';
     const q = url.indexOf('?');
-    this.path = q === -1 ? url : url.slice(0, q);
+    const raw = q === -1 ? url : url.slice(0, q);
+    const n = normalizePath(raw);
+    if (n.ok) {
+      this.path = n.path;
+      this.upstreamPath = n.wire === raw ? url : q === -1 ? n.wire : n.wire + url.slice(q);
+      this.badPath = undefined;
+    } else {
+      this.path = raw;
+      this.upstreamPath = url;
+      this.badPath = n.reason;
+    }
     this.record = {
       id: this.id,
       method: req.method ?? 'GET',
-      path: this.path,
+      path: clip(this.path),
       model: undefined,
       backend: undefined,
       key: undefined,
@@ -57,7 +102,10 @@ export class RequestContext {
       promptTokens: undefined,
       completionTokens: undefined,
     };
+    const unwatch = req.socket.destroyed ? undefined : watch(req.socket, this.gone);
+    if (!unwatch) this.gone.cancel();
     res.once('close', () => {
+      unwatch?.();
       if (!res.writableFinished) this.gone.cancel();
     });
   }

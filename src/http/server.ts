@@ -7,7 +7,9 @@ import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config/schema.js';
 import { GatewayError, errorBody, flavorOf, isGatewayError } from '../errors.js';
 import { RequestContext } from './context.js';
+import { BodyMemory } from './body.js';
 import { classifyRoute, type RouteKind } from './routes.js';
+import { clip } from '../text/clip.js';
 
 export interface FrontHandlers {
   dispatched(ctx: RequestContext): Promise<void>;
@@ -26,6 +28,7 @@ export interface FrontHandlers {
 }
 
 export function createFront(cfg: GatewayConfig, handlers: FrontHandlers, log: Logger): Server {
+  const bodies = new BodyMemory(cfg.limits.maxBufferedBodyBytes);
   const server = createServer(
     {
       maxHeaderSize: cfg.limits.maxHeaderBytes,
@@ -37,17 +40,20 @@ export function createFront(cfg: GatewayConfig, handlers: FrontHandlers, log: Lo
       noDelay: true,
       requireHostHeader: false,
     },
-    (req, res) => void handle(req, res, handlers, log, cfg),
+    (req, res) => void handle(req, res, handlers, log, cfg, bodies),
   );
+  // past it, a new connection is closed at once (a slowloris flood cannot take every file descriptor)
+  server.maxConnections = cfg.limits.maxConnections;
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => onClientError(err, socket, log));
   return server;
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, h: FrontHandlers, log: Logger, cfg: GatewayConfig): Promise<void> {
-  const ctx = new RequestContext(req, res);
+async function handle(req: IncomingMessage, res: ServerResponse, h: FrontHandlers, log: Logger, cfg: GatewayConfig, bodies: BodyMemory): Promise<void> {
+  const ctx = new RequestContext(req, res, bodies);
   res.setHeader('x-request-id', ctx.id);
   try {
     if (h.draining()) throw new GatewayError('shutting_down', 'the gateway is shutting down');
+    if (ctx.badPath !== undefined) throw new GatewayError('bad_path', `the request path holds ${ctx.badPath}`);
     const route = classifyRoute(ctx.record.method, ctx.path);
     h.authorize(ctx, route);
     switch (route) {
@@ -67,7 +73,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, h: FrontHandler
         await h.management(ctx);
         break;
       case 'not_found':
-        throw new GatewayError('not_found', `404 page not found: ${ctx.path}`);
+        throw new GatewayError('not_found', `404 page not found: ${clip(ctx.path)}`);
     }
   } catch (err) {
     const ge = isGatewayError(err) ? err : new GatewayError('internal_error', 'internal gateway error', { cause: err });
@@ -104,11 +110,40 @@ function sendError(ctx: RequestContext, err: GatewayError, cfg: GatewayConfig): 
   // an unread body must not be read into memory: close the connection instead of draining it
   const unreadBody = !ctx.req.complete && (ctx.req.headers['content-length'] !== undefined || ctx.req.headers['transfer-encoding'] !== undefined);
   if (err.code === 'body_too_large' || err.code === 'shutting_down' || unreadBody) headers['connection'] = 'close';
+  if (unreadBody || err.code === 'body_too_large') lingeringClose(ctx.req, cfg.limits.lingerMs);
   ctx.record.ttfbMs = performance.now() - ctx.start;
   ctx.record.bytesOut = Buffer.byteLength(body);
   res.writeHead(err.status, headers);
   res.end(ctx.record.method === 'HEAD' ? undefined : body);
 }
+
+/**
+ * The answer goes out before the client has sent its whole body (413, 401, ...). Node ends a
+ * `Connection: close` response by destroying the socket as soon as the answer is written; with
+ * the client's unread bytes still arriving, the kernel then resets the connection, and a client
+ * still writing (Node's fetch, Python requests) sees a broken pipe instead of the answer (issue
+ * 10.13). As nginx's lingering close does: end our side, read and drop what still comes for at
+ * most `ms`, then close.
+ */
+function lingeringClose(req: IncomingMessage, ms: number): void {
+  const socket = req.socket as Socket & { destroySoon?: () => void };
+  if (ms <= 0 || socket.destroyed) return;
+  socket.destroySoon = () => {
+    socket.end();
+    const timer = setTimeout(() => socket.destroy(), ms);
+    timer.unref();
+    socket.once('end', () => {
+      clearTimeout(timer);
+      socket.destroy();
+    });
+    socket.once('close', () => clearTimeout(timer));
+    req.on('data', discard);
+    req.resume();
+    socket.resume();
+  };
+}
+
+function discard(): void {}
 
 const CLIENT_ERRORS: Record<string, [number, string]> = {
   HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large'],

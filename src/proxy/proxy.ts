@@ -16,7 +16,9 @@ import { readBody } from '../http/body.js';
 import type { RequestContext } from '../http/context.js';
 import { downstreamHeaders, upstreamHeaders } from '../http/headers.js';
 import type { Inspector } from '../inspect/inspector.js';
-import type { BodyFacts } from '../inspect/parse-body.js';
+import type { BodyFacts, OutputField } from '../inspect/parse-body.js';
+import { clip, clipped } from '../text/clip.js';
+import type { Cancellation } from '../http/cancel.js';
 import { endWithError, relayBody, streamKind, type RelayProgress } from '../relay/relay.js';
 import { StreamEndCheck, expectedEnd } from '../relay/stream-end.js';
 import { chain } from '../relay/chunk-transform.js';
@@ -38,6 +40,8 @@ export interface ProxyDeps {
   readonly limiter: KeyLimiter;
   /** per-key token rates and budgets */
   readonly budgets: TokenBudgets;
+  /** fired when a stop's drain deadline passes: answers still running end with a final error */
+  readonly deadline: Cancellation;
   /** where a stream's inter-chunk gaps go (metrics) */
   readonly gapObserver?: (backend: string, model: string | undefined) => (seconds: number) => void;
 }
@@ -58,10 +62,39 @@ function fairnessOf(ctx: RequestContext): { flow: string; weight: number; flowQu
   return { flow, weight: f.weight, flowQueueCap: f.maxQueued, priority: f.priority === 'batch' ? 1 : 0 };
 }
 
-/** A key may use only the models its globs allow (the name as the client asked for it). */
-function mayUse(ctx: RequestContext, model: string | undefined): void {
-  if (ctx.key === undefined || model === undefined) return;
-  if (!ctx.key.allows(model) && !ctx.key.allows(fullName(model))) throw new GatewayError('model_forbidden', `key '${ctx.key.name}' may not use model '${model}'`);
+/**
+ * A key may use the models its globs allow. An alias is judged by what it runs: allowed when its
+ * target is, or when the key names the alias itself; a glob that merely matches an alias's name
+ * never opens a target the key may not use (issue 10.3).
+ */
+function mayUse(ctx: RequestContext, model: string | undefined, alias: string | undefined): void {
+  const key = ctx.key;
+  if (key === undefined || model === undefined) return;
+  if (key.allows(model) || key.allows(fullName(model))) return;
+  if (alias !== undefined && (key.lists(alias) || key.lists(fullName(alias)))) return;
+  throw new GatewayError('model_forbidden', `key '${key.name}' may not use model '${clip(alias ?? model)}'`);
+}
+
+/** Where a route's output limit goes, when a budget caps it (embeddings generate nothing). */
+function outputField(path: string): OutputField | undefined {
+  switch (path) {
+    case '/api/generate':
+    case '/api/chat':
+      return 'num_predict';
+    case '/v1/chat/completions':
+    case '/v1/completions':
+    case '/v1/messages':
+      return 'max_tokens';
+    case '/v1/responses':
+      return 'max_output_tokens';
+    default:
+      return undefined;
+  }
+}
+
+/** Is the answer streamed? Ollama's native routes stream unless told not to; the rest only when asked. */
+function streams(path: string, stream: boolean | undefined): boolean {
+  return path.startsWith('/api/') ? stream !== false : stream === true;
 }
 
 function apiOf(path: string): 'ollama' | 'openai' {
@@ -70,7 +103,8 @@ function apiOf(path: string): 'ollama' | 'openai' {
 
 /** Ollama's own words for a missing model, per route (shared/reference/ollama-api.md §3). */
 function modelNotFound(path: string, model: string): GatewayError {
-  const message = path === '/api/embed' || path === '/api/embeddings' ? `model "${model}" not found, try pulling it first` : `model '${model}' not found`;
+  const name = clip(model);
+  const message = path === '/api/embed' || path === '/api/embeddings' ? `model "${name}" not found, try pulling it first` : `model '${name}' not found`;
   return new GatewayError('model_not_found', message);
 }
 
@@ -81,21 +115,34 @@ export class Proxy {
 
   /** Generation and embedding routes: one dispatcher slot for the whole answer. */
   async dispatched(ctx: RequestContext): Promise<void> {
-    const raw = await readBody(ctx.req, this.deps.config().limits.maxBodyBytes);
+    const raw = await readBody(ctx, this.deps.config().limits.maxBodyBytes);
     ctx.record.bytesIn = raw.length;
     // an OpenAI stream is asked for its usage (token counts), and the client spared that chunk
     const wantStreamUsage = ctx.path === '/v1/chat/completions' || ctx.path === '/v1/completions';
-    const { facts, body } = await this.deps.inspector.inspect(raw, { aliases: this.deps.config().aliases, wantStreamUsage });
-    ctx.record.model = facts.model;
+    const cfg = this.deps.config();
+    const inspected = await this.deps.inspector.inspect(raw, { aliases: cfg.aliases, wantStreamUsage });
+    const facts = inspected.facts;
+    let body = inspected.body;
+    ctx.record.model = clipped(facts.model);
     const rename = facts.alias !== undefined && facts.model !== undefined ? new ModelRename(facts.model, facts.alias) : undefined;
-    ctx.transform = chain(facts.usageAdded ? new UsageChunkDrop() : undefined, rename);
-    mayUse(ctx, facts.alias ?? facts.model);
+    ctx.transform = chain(facts.usageAdded ? new UsageChunkDrop(cfg.limits.maxEventBytes) : undefined, rename);
+    mayUse(ctx, facts.model, facts.alias);
     // a key's rate and concurrency: admitted here, released when the job ends however it ends
     const key = ctx.key;
     const release = key ? this.deps.limiter.admit(key.name, key.limits) : undefined;
     try {
-      // a key's token rate and budgets: an estimate held now (about 4 bytes a token), settled at the end
-      if (key?.metered) ctx.charge = this.deps.budgets.admit(key.name, key.tokens, Math.ceil(raw.length / 4), facts.maxOutput ?? 0);
+      if (key?.metered) {
+        // a key's token rate and budgets: an estimate held now (about 4 bytes a token), settled at the end
+        const field = outputField(ctx.path);
+        const output = field === undefined ? 0 : (facts.maxOutput ?? cfg.budgets.outputEstimateTokens);
+        const charge = this.deps.budgets.admit(key.name, key.tokens, Math.ceil(raw.length / 4), output);
+        ctx.charge = charge;
+        // an answer that is not streamed cannot be cut as it passes: it may generate what it holds, no more
+        const bounded = key.tokens.perDay !== undefined || key.tokens.perMonth !== undefined;
+        if (field !== undefined && bounded && !streams(ctx.path, facts.stream) && (facts.maxOutput === undefined || facts.maxOutput > charge.outputReserved)) {
+          body = (await this.deps.inspector.inspect(body, { outputCap: { field, tokens: charge.outputReserved } })).body;
+        }
+      }
       await this.dispatchedAdmitted(ctx, facts, body);
     } finally {
       release?.();
@@ -121,12 +168,12 @@ export class Proxy {
     const warmKey = model === undefined ? undefined : ModelCatalog.warmKey(model, facts.runner);
     const fair = fairnessOf(ctx);
     const acquire: Acquire = (tried) => this.deps.dispatcher.acquire({ cancel: ctx.clientGoneSignal, exclude: tried, model, warmKey, api, ...fair });
-    await this.forward(ctx, body, acquire, (b) => b.pool, model);
+    await this.forward(ctx, body, acquire, (b) => b.pool, model, true);
   }
 
   /** Everything else under `/`, `/api/` and `/v1/`: straight to a backend, no slot taken. */
   async passthrough(ctx: RequestContext): Promise<void> {
-    let body = await readBody(ctx.req, this.deps.config().limits.maxBodyBytes);
+    let body = await readBody(ctx, this.deps.config().limits.maxBodyBytes);
     ctx.record.bytesIn = body.length;
     const method = ctx.record.method;
     let model: string | undefined;
@@ -134,8 +181,8 @@ export class Proxy {
       // show goes to a backend that holds the model (and never queues behind generations)
       const inspected = await this.deps.inspector.inspect(body, { aliases: this.deps.config().aliases });
       model = inspected.facts.model;
-      mayUse(ctx, inspected.facts.alias ?? model);
-      ctx.record.model = model;
+      mayUse(ctx, model, inspected.facts.alias);
+      ctx.record.model = model === undefined ? undefined : clip(model);
       body = inspected.body;
       if (model !== undefined && !this.deps.registry.holds(model, 'ollama')) throw modelNotFound(ctx.path, model);
     }
@@ -159,17 +206,17 @@ export class Proxy {
     let target: Backend | undefined;
     if (typeof named === 'string') {
       target = inRotation.find((b) => b.name === named);
-      if (!target) throw new GatewayError('backend_not_found', `no backend named '${named}' is in rotation`);
+      if (!target) throw new GatewayError('backend_not_found', `no backend named '${clip(named, 64)}' is in rotation`);
     } else if (this.deps.registry.all.length === 1) {
       target = inRotation[0];
       if (!target) throw new GatewayError('no_healthy_backend', 'no healthy backend');
     } else if (ctx.path === '/api/pull' || ctx.path === '/api/delete') {
       // the whole fleet: every healthy Ollama backend
       if (inRotation.length === 0) throw new GatewayError('no_healthy_backend', 'no healthy backend');
-      const body = await readBody(ctx.req, this.deps.config().limits.maxBodyBytes);
+      const body = await readBody(ctx, this.deps.config().limits.maxBodyBytes);
       ctx.record.bytesIn = body.length;
       const { facts } = await this.deps.inspector.inspect(body);
-      ctx.record.model = facts.model;
+      ctx.record.model = facts.model === undefined ? undefined : clip(facts.model);
       const headers = upstreamHeaders(ctx.req.headers, { requestId: ctx.id, bodyLength: body.length, remoteAddress: ctx.req.socket.remoteAddress, stripCredentials: ctx.key !== undefined });
       ctx.record.backend = inRotation.map((b) => b.name).join(',');
       try {
@@ -185,7 +232,7 @@ export class Proxy {
       target = inRotation[0];
       if (!target) throw new GatewayError('no_healthy_backend', 'no healthy backend');
     }
-    const body = await readBody(ctx.req, this.deps.config().limits.maxBodyBytes);
+    const body = await readBody(ctx, this.deps.config().limits.maxBodyBytes);
     ctx.record.bytesIn = body.length;
     const chosen = target;
     const send = body.length > 0 || !(ctx.record.method === 'GET' || ctx.record.method === 'HEAD') ? body : undefined;
@@ -208,7 +255,14 @@ export class Proxy {
     return Promise.reject(new GatewayError('no_healthy_backend', 'no healthy backend'));
   }
 
-  private async forward(ctx: RequestContext, body: Buffer | undefined, acquire: Acquire, via: (b: Backend) => UndiciDispatcher, model?: string): Promise<void> {
+  /**
+   * One job, tried on up to `retry.max_attempts` backends. Before any byte reaches the client, a
+   * connection failure, a header timeout, a backend going down, and (for generations) a 5xx
+   * answer send it to another backend that can take it: a 500 counts against the backend's
+   * health like a refused connection (a box that answers 500 to everything leaves rotation), a
+   * 503 ("server busy") backs the backend off for a moment instead (issue 10.10, 10.11).
+   */
+  private async forward(ctx: RequestContext, body: Buffer | undefined, acquire: Acquire, via: (b: Backend) => UndiciDispatcher, model?: string, generation = false): Promise<void> {
     const maxAttempts = this.deps.config().retry.maxAttempts;
     const tried = new Set<Backend>();
     let lastErr: GatewayError | undefined;
@@ -238,11 +292,12 @@ export class Proxy {
             via(b),
             {
               method: ctx.record.method,
-              path: ctx.req.url ?? '/',
+              path: ctx.upstreamPath,
               headers: upstreamHeaders(ctx.req.headers, { requestId: ctx.id, bodyLength: body?.length, remoteAddress: ctx.req.socket.remoteAddress, stripCredentials: ctx.key !== undefined }),
               body,
             },
             ctx.clientGoneSignal,
+            this.deps.deadline,
           );
         } catch (err) {
           const ge = err as GatewayError;
@@ -252,7 +307,20 @@ export class Proxy {
           lastErr = ge;
           continue;
         }
-        b.success('traffic');
+        if (generation && up.statusCode >= 500) {
+          const busy = up.statusCode === 503;
+          const why = `backend ${b.name} answered ${up.statusCode}${busy ? ' (busy)' : ''}`;
+          if (busy) b.backOff(this.deps.config().health.busyBackoffMs, why);
+          else b.failure('traffic', why);
+          if (attempt < maxAttempts && this.othersServe(b, tried, model, apiOf(ctx.path))) {
+            await up.body.dump().catch(() => undefined);
+            up.done();
+            lastErr = new GatewayError(busy ? 'no_healthy_backend' : 'upstream_failed', why);
+            continue;
+          }
+        } else {
+          b.success('traffic');
+        }
         if (up.statusCode === 404 && model !== undefined && attempt < maxAttempts && this.othersServe(b, tried, model, apiOf(ctx.path))) {
           // it does not hold the model after all (its catalog was stale): look again, go elsewhere
           await up.body.dump().catch(() => undefined);
@@ -269,7 +337,7 @@ export class Proxy {
     }
   }
 
-  private othersServe(b: Backend, tried: ReadonlySet<Backend>, model: string, api: 'ollama' | 'openai'): boolean {
+  private othersServe(b: Backend, tried: ReadonlySet<Backend>, model: string | undefined, api: 'ollama' | 'openai'): boolean {
     return this.deps.registry.all.some((x) => x !== b && x.inRotation && !tried.has(x) && x.speaks(api) && x.serves(model));
   }
 
@@ -293,7 +361,7 @@ export class Proxy {
     const meter = charge ? (chunk: Buffer) => (charge.add(eventsIn(chunk, kind)) ? undefined : charge.exhausted) : undefined;
     ctx.phase = 'streaming';
     try {
-      await relayBody(up.body, res, progress, { tap, end: endCheck, transform: ctx.transform, gaps, meter });
+      await relayBody(up.body, res, progress, { tap, end: endCheck, transform: ctx.transform, gaps, meter, stop: this.deps.deadline });
       if (endCheck && endCheck.verdict(tap.tail()) === 'cut_short') {
         const ge = new GatewayError('upstream_failed', `backend ${b.name} ended the stream without its final chunk`);
         ctx.record.code = ge.code;

@@ -54,16 +54,26 @@ export async function sendUpstream(
   via: Dispatcher,
   req: UpstreamRequest,
   clientGone: Cancellation,
+  /** a stop's drain deadline: a request still waiting for headers then is answered 503 */
+  deadline?: Cancellation,
 ): Promise<UpstreamResponse> {
   // undici listens for 'abort' on this emitter, and cuts the upstream connection when it fires
   const ac = new CancelToken();
-  let abortedBy: 'client' | 'redispatch' | undefined;
+  let abortedBy: 'client' | 'redispatch' | 'deadline' | undefined;
   let redispatchReason = '';
   if (clientGone.aborted) throw new GatewayError('client_closed', 'client closed the request');
-  const done = clientGone.onCancel(() => {
+  const stopClient = clientGone.onCancel(() => {
     abortedBy ??= 'client';
     ac.cancel();
   });
+  const stopDeadline = deadline?.onCancel(() => {
+    abortedBy ??= 'deadline';
+    ac.cancel();
+  });
+  const done = () => {
+    stopClient();
+    stopDeadline?.();
+  };
   const pending: PendingAttempt = {
     redispatch: (reason) => {
       abortedBy ??= 'redispatch';
@@ -76,6 +86,7 @@ export async function sendUpstream(
   const classify = (err: unknown, beforeHeaders: boolean): GatewayError => {
     if (err instanceof GatewayError) return err;
     if (abortedBy === 'client') return new GatewayError('client_closed', 'client closed the request', { cause: err });
+    if (abortedBy === 'deadline') return new GatewayError('shutting_down', 'the gateway stopped before the backend answered (its drain deadline passed)', { cause: err });
     if (abortedBy === 'redispatch') return new GatewayError('upstream_unreachable', redispatchReason, { cause: err, retryable: beforeHeaders });
     const code = errCode(err);
     const detail = `${backend.name}: ${describeError(err)}`;

@@ -7,8 +7,8 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import type { GatewayError } from '../errors.js';
-import { toOpenAIBody } from '../errors.js';
+import { GatewayError, toOpenAIBody } from '../errors.js';
+import type { Cancellation } from '../http/cancel.js';
 import type { ChunkTransform } from './chunk-transform.js';
 import type { StreamEndCheck } from './stream-end.js';
 import type { TokenTap } from './token-tap.js';
@@ -32,6 +32,8 @@ export interface RelayHooks {
   readonly gaps?: ((seconds: number) => void) | undefined;
   /** after each chunk is written: an error stops the relay there (a spent token budget) */
   readonly meter?: ((chunk: Buffer) => Error | undefined) | undefined;
+  /** when this fires (a stop's drain deadline), the relay stops with `shutting_down` */
+  readonly stop?: Cancellation | undefined;
 }
 
 /**
@@ -81,9 +83,13 @@ function chunkFrame(chunk: Buffer): Buffer {
 }
 
 export function relayBody(src: Readable, res: ServerResponse, progress: RelayProgress, hooks: RelayHooks): Promise<void> {
-  const { tap, end, transform, gaps, meter } = hooks;
+  const { tap, end, transform, gaps, meter, stop } = hooks;
   const sink = sinkFor(res);
   return new Promise<void>((resolve, reject) => {
+    if (stop?.aborted) {
+      reject(stopped());
+      return;
+    }
     let last: number | undefined;
     const onData = (chunk: Buffer) => {
       if (progress.firstByteAt === undefined) progress.firstByteAt = performance.now();
@@ -110,7 +116,9 @@ export function relayBody(src: Readable, res: ServerResponse, progress: RelayPro
       waitingOn = undefined;
       src.resume();
     };
+    const unstop = stop?.onCancel(() => finish(stopped()));
     const finish = (err?: Error) => {
+      unstop?.();
       src.off('data', onData);
       src.off('end', onEnd);
       src.off('error', onError);
@@ -128,6 +136,10 @@ export function relayBody(src: Readable, res: ServerResponse, progress: RelayPro
     src.once('end', onEnd);
     src.once('error', onError);
   });
+}
+
+function stopped(): GatewayError {
+  return new GatewayError('shutting_down', 'the gateway stopped before this answer was complete (its drain deadline passed)');
 }
 
 export type StreamKind = 'ndjson' | 'sse' | 'other';

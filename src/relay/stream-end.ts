@@ -49,7 +49,7 @@ export class StreamEndCheck {
 
   /** `tail`: the last bytes of the stream (latin1). */
   verdict(tail: string): EndVerdict {
-    const lastLine = tail.trimEnd().split('\n').pop() ?? '';
+    const lastLine = tail.trimEnd().split(/\r\n|\r|\n/).pop() ?? '';
     if (this.kind === 'ndjson') {
       if (this.sawDone) return 'complete';
       return lastLine.startsWith('{"error"') ? 'backend_error' : 'cut_short';

@@ -2,36 +2,102 @@
 // token accounting and the client did not, the extra last chunk (`"choices":[]` with `usage`)
 // must not reach the client. SSE events pass through as soon as they are whole; only an event
 // cut by a chunk boundary waits for its end, and only that event is looked at.
+//
+// Events end where the SSE spec says (a blank line, with lines ended by CRLF, LF or CR alike:
+// a backend framing with `\r\n\r\n` must not have its whole stream held and dropped, issue
+// 10.8). Scanning is linear in the stream's bytes: each byte is looked at once, an event being
+// held is kept as a list of pieces and joined once, and an event longer than `maxEventBytes`
+// (a usage chunk is a few hundred bytes) is not held at all but passed through as it comes
+// (issue 10.9).
 import type { ChunkTransform } from './chunk-transform.js';
 
-const EVENT_END = Buffer.from('\n\n');
+const LF = 0x0a;
+const CR = 0x0d;
 const USAGE = Buffer.from('"usage":');
 const NO_CHOICES = Buffer.from('"choices":[]');
+const EMPTY = Buffer.alloc(0);
 
 export class UsageChunkDrop implements ChunkTransform {
-  private held: Buffer | undefined;
+  /** the start of an event not yet ended (never more than maxEventBytes) */
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+  /** the event under way outgrew the bound: its bytes pass as they come, until it ends */
+  private passing = false;
+  /** nothing yet on the current line */
+  private lineEmpty = true;
+  /** the last byte seen was a CR: a LF right after it belongs to the same line end */
+  private afterCR = false;
+
+  constructor(private readonly maxEventBytes = 1024 * 1024) {}
 
   push(chunk: Buffer): Buffer {
-    const input = this.held ? Buffer.concat([this.held, chunk]) : chunk;
-    this.held = undefined;
-    const keep: Buffer[] = [];
-    let from = 0;
-    let dropped = false;
-    for (let end = input.indexOf(EVENT_END); end !== -1; end = input.indexOf(EVENT_END, from)) {
-      const event = input.subarray(from, end + EVENT_END.length);
-      if (isUsageOnly(event)) dropped = true;
-      else keep.push(event);
-      from = end + EVENT_END.length;
+    const out: Buffer[] = [];
+    let eventStart = 0;
+    let i = 0;
+    const n = chunk.length;
+    if (this.afterCR && n > 0) {
+      this.afterCR = false;
+      if (chunk[0] === LF) i = 1;
     }
-    if (from < input.length) this.held = Buffer.from(input.subarray(from));
-    if (!dropped && from === input.length) return input;
-    return Buffer.concat(keep);
+    while (i < n) {
+      const lf = chunk.indexOf(LF, i);
+      const cr = chunk.indexOf(CR, i);
+      const at = cr === -1 ? lf : lf === -1 ? cr : Math.min(lf, cr);
+      if (at === -1) {
+        this.lineEmpty = false;
+        break;
+      }
+      if (at > i) this.lineEmpty = false;
+      let end = at + 1;
+      if (chunk[at] === CR) {
+        if (end < n) {
+          if (chunk[end] === LF) end++;
+        } else {
+          this.afterCR = true;
+        }
+      }
+      i = end;
+      if (!this.lineEmpty) {
+        this.lineEmpty = true;
+        continue;
+      }
+      // a blank line: the event ends here
+      const piece = chunk.subarray(eventStart, end);
+      eventStart = end;
+      if (this.passing) {
+        this.passing = false;
+        out.push(piece);
+        continue;
+      }
+      const event = this.heldBytes === 0 ? piece : Buffer.concat([...this.held, piece]);
+      this.held = [];
+      this.heldBytes = 0;
+      if (!isUsageOnly(event)) out.push(event);
+    }
+    // what is left is the start of an event that has not ended
+    if (eventStart < n) {
+      const rest = chunk.subarray(eventStart);
+      if (this.passing) out.push(rest);
+      else if (this.heldBytes + rest.length > this.maxEventBytes) {
+        // too long to be the usage chunk: stop holding it, let it through
+        out.push(...this.held, rest);
+        this.held = [];
+        this.heldBytes = 0;
+        this.passing = true;
+      } else {
+        this.held.push(Buffer.from(rest));
+        this.heldBytes += rest.length;
+      }
+    }
+    return out.length === 0 ? EMPTY : out.length === 1 ? out[0]! : Buffer.concat(out);
   }
 
   flush(): Buffer | undefined {
-    const h = this.held;
-    this.held = undefined;
-    return h && isUsageOnly(h) ? undefined : h;
+    if (this.heldBytes === 0) return undefined;
+    const h = Buffer.concat(this.held);
+    this.held = [];
+    this.heldBytes = 0;
+    return isUsageOnly(h) ? undefined : h;
   }
 }
 

@@ -57,6 +57,14 @@ export interface Faults {
   noFinalChunk: boolean;
   /** `GET /` answers 500, so health probes fail while generations still work */
   probeFails: boolean;
+  /** generation routes answer 503 "server busy" at once, as Ollama does past OLLAMA_MAX_QUEUE */
+  status503: boolean;
+  /** every request, probes included, is accepted and never answered (a hung box) */
+  hangAll: boolean;
+  /** SSE lines end with CRLF (`\r\n\r\n` between events), which SSE allows */
+  sseCrlf: boolean;
+  /** an SSE stream starts with one `data:` event of this many bytes */
+  bigEventBytes: number | undefined;
 }
 
 export interface SimStats {
@@ -105,6 +113,10 @@ const defaultFaults = (): Faults => ({
   garbage: false,
   noFinalChunk: false,
   probeFails: false,
+  status503: false,
+  hangAll: false,
+  sseCrlf: false,
+  bigEventBytes: undefined,
 });
 
 export class Simulator extends EventEmitter {
@@ -297,6 +309,10 @@ export class Simulator extends EventEmitter {
     this.stats.byPath[path] = (this.stats.byPath[path] ?? 0) + 1;
     this.changed();
     if (path.startsWith('/_sim/')) return this.control(req, res, path);
+    if (this.faults.hangAll) {
+      this.seen.push({ id: 'hung', method: req.method ?? 'GET', path, model: undefined, tag: undefined, headers: req.headers, at: performance.now(), streamOptions: undefined });
+      return;
+    }
     if (this.flavor === 'openai' && !OPENAI_SERVER_PATHS.has(path) && !path.startsWith('/v1/models/')) {
       // FastAPI's 404, as vLLM answers it
       return this.json(res, 404, { detail: 'Not Found' }, 'application/json');
@@ -646,6 +662,10 @@ export class Simulator extends EventEmitter {
           this.error(res, seen.path, 500, 'llama runner process has terminated: exit status 2');
           return;
         }
+        if (this.faults.status503) {
+          this.error(res, seen.path, 503, 'server busy, please try again.  maximum pending requests exceeded');
+          return;
+        }
         format.loadNs = await this.ensureLoaded(m.name, runnerKey(options), signal);
         if (!alive()) return;
         const promptStart = process.hrtime.bigint();
@@ -666,6 +686,15 @@ export class Simulator extends EventEmitter {
           return;
         }
         res.writeHead(200, { 'content-type': openai ? 'text/event-stream' : 'application/x-ndjson', ...(openai ? { 'cache-control': 'no-cache', connection: 'keep-alive' } : {}) });
+        const crlf = openai && this.faults.sseCrlf;
+        const frame = (text: string) => (crlf ? text.replace(/\n/g, '\r\n') : text);
+        if (openai && this.faults.bigEventBytes !== undefined) {
+          // one huge event, written in 64 KiB pieces
+          const big = `data: {"pad":"${'x'.repeat(this.faults.bigEventBytes)}"}\n\n`;
+          for (let at = 0; at < big.length && alive(); at += 65536) {
+            if (!res.write(big.slice(at, at + 65536))) await drained(res, signal);
+          }
+        }
         for (let i = 0; i < count; i++) {
           if (i > 0) await sleep(this.tokenMs, signal);
           if (!alive()) return;
@@ -682,7 +711,7 @@ export class Simulator extends EventEmitter {
             this.stats.completed++;
             return;
           }
-          const ok = res.write(this.faults.garbage ? `<html>garbage ${i}</html>\n` : format.token(WORDS[i % WORDS.length]!, i === 0));
+          const ok = res.write(this.faults.garbage ? `<html>garbage ${i}</html>\n` : frame(format.token(WORDS[i % WORDS.length]!, i === 0)));
           this.stats.tokensSent++;
           this.changed();
           // like Go's blocking write: a reader that falls behind slows the generation down
@@ -691,7 +720,7 @@ export class Simulator extends EventEmitter {
         if (!alive()) return;
         if (!this.faults.noFinalChunk && !this.faults.garbage) {
           const evalNs = Number(process.hrtime.bigint() - evalStart);
-          res.write(format.final(count, doneReason, Number(process.hrtime.bigint() - t0), promptNs, evalNs, includeUsage));
+          res.write(frame(format.final(count, doneReason, Number(process.hrtime.bigint() - t0), promptNs, evalNs, includeUsage)));
         }
         res.end();
         this.stats.completed++;

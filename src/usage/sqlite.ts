@@ -114,7 +114,13 @@ export class SqliteUsageStore implements UsageStore {
       for (const r of rows) this.upsert.run(r.day, r.key, r.model, r.requests, r.promptTokens, r.completionTokens, r.errors);
       this.db.exec('COMMIT');
     } catch (err) {
-      this.db.exec('ROLLBACK');
+      // SQLite has already rolled back after some failures (a full disk: SQLITE_FULL); a second
+      // ROLLBACK would then fail with "cannot rollback" and hide the cause
+      try {
+        this.db.exec('ROLLBACK');
+      } catch {
+        // no transaction was left open
+      }
       throw err;
     }
   }
