@@ -72,7 +72,7 @@ t.test('an OpenAI stream is cut with an SSE error event; its month budget answer
 t.test('a burst of concurrent jobs overshoots the budget by at most about one job', async (t) => {
   // each job: about 11 prompt + 30 completion tokens; eight at once against a budget of 100
   const { url, sim, gateway } = await metered(t, 'tokens_per_day: 100', { tokens: 30, tokenMs: 10, parallel: 8 }, 'slots_per_backend: 8\n');
-  const replies = await Promise.all(Array.from({ length: 8 }, (_, i) => post(url, '/api/chat', chat(`job ${i}`), { headers: auth })));
+  const replies = await Promise.all(Array.from({ length: 8 }, (_, i) => post(url, '/api/chat', chat(`job ${i}`, { options: { num_predict: 30 } }), { headers: auth })));
   const refused = replies.filter((r) => r.status === 429).length;
   const cut = replies.filter((r) => r.status === 200 && r.text.includes('"error"')).length;
   const whole = replies.filter((r) => r.status === 200 && r.text.includes('"done":true')).length;

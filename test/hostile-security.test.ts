@@ -48,6 +48,7 @@ t.test('percent-encoded generation routes take a slot, meet the key\'s globs and
   const a = post(url, '/api/%63hat', chat('a'), { headers: app });
   const b = post(url, '/v1/chat/%63ompletions', chat('b', { stream: true }), { headers: app });
   await until(() => gateway.dispatcher.queueDepth === 1, 'the second waits for the one slot');
+  await sim!.waitFor(() => sim!.stats.active === 1);
   t.equal(sim!.stats.active, 1, 'one job in flight on a one-slot backend');
   sim!.release();
   const [ra, rb] = await Promise.all([a, b]);

@@ -95,8 +95,10 @@ export class TokenBudgets {
     const reserved = Math.min(estimate, left);
     const outputReserved = Math.max(0, reserved - promptEstimate);
     if (outputEstimate > 0 && outputReserved === 0 && left !== Infinity) {
-      // nothing left for it to generate: a job held to its reservation would get nothing
-      throw exhaustedError(name, limits, t, remaining(limits.perMonth, s.monthUsed + s.held) <= remaining(limits.perDay, s.dayUsed + s.held));
+      // nothing left for it to generate once its prompt is counted: it could only be cut at once
+      throw new GatewayError('budget_exhausted', `key '${name}' has ${left} tokens of its budget left, not enough for this job's prompt (about ${promptEstimate}) and any answer`, {
+        retryAfterSeconds: s.held > 0 ? 1 : Math.max(1, Math.ceil(((limits.perDay !== undefined ? nextDayStart(t) : nextMonthStart(t)) - t) / 1000)),
+      });
     }
     s.held += reserved;
     s.consumed += promptEstimate;
@@ -171,6 +173,11 @@ export class TokenBudgets {
     const dayOver = over(limits.perDay, s.dayUsed + s.held, false);
     const monthOver = over(limits.perMonth, s.monthUsed + s.held, false);
     if (!dayOver && !monthOver) return undefined;
+    if (!over(limits.perDay, s.dayUsed, false) && !over(limits.perMonth, s.monthUsed, false)) {
+      // not spent: what is left is reserved by the key's jobs in flight, and frees as they end
+      const left = Math.min(remaining(limits.perDay, s.dayUsed), remaining(limits.perMonth, s.monthUsed));
+      return new GatewayError('budget_exhausted', `key '${name}' has ${left} tokens of its budget left, all reserved by its jobs in flight; try again when they end`, { retryAfterSeconds: 1 });
+    }
     return exhaustedError(name, limits, t, monthOver);
   }
 

@@ -82,8 +82,11 @@ export class HealthChecker {
   }
 }
 
-/** A probe this many times slower than usual that ran into its timeout is a hang, not a slow answer. */
-const HUNG_FACTOR = 20;
+/**
+ * A probe that ran into its timeout where probes usually take less than this part of it is a
+ * hang, not a slow answer (a 2 s timeout on a box that answers in a millisecond).
+ */
+const HUNG_FACTOR = 5;
 
 function isTimeout(err: unknown): boolean {
   for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {

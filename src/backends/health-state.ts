@@ -16,8 +16,8 @@ export class HealthState {
   /** no probe has answered yet: the first one decides, so a box dead at start never gets work */
   private probed = false;
   lastError: string | undefined;
-  /** how long its probes usually take (a moving average of the successful ones), ms */
-  usualProbeMs: number | undefined;
+  /** the last few successful probes' times, ms */
+  private readonly probeTimes: number[] = [];
 
   constructor(
     private unhealthyAfter: number,
@@ -46,7 +46,15 @@ export class HealthState {
 
   /** A successful probe took this long. */
   noteProbe(ms: number): void {
-    this.usualProbeMs = this.usualProbeMs === undefined ? ms : this.usualProbeMs * 0.8 + ms * 0.2;
+    this.probeTimes.push(ms);
+    if (this.probeTimes.length > 8) this.probeTimes.shift();
+  }
+
+  /** How long its probes usually take: the median of the last few successful ones (one slow probe on a busy machine does not move it), ms. */
+  get usualProbeMs(): number | undefined {
+    if (this.probeTimes.length === 0) return undefined;
+    const sorted = [...this.probeTimes].sort((a, b) => a - b);
+    return sorted[Math.floor(sorted.length / 2)];
   }
 
   /**
@@ -56,7 +64,8 @@ export class HealthState {
    */
   failure(signal: HealthSignal, reason: string, strong = false): Transition | undefined {
     this.successes = 0;
-    this.lastError = reason;
+    // out of rotation, only probes say why (a job cut by its going down would only echo it)
+    if (this.healthy || signal === 'probe') this.lastError = reason;
     if (!this.healthy) return undefined;
     this.failures++;
     if (strong) {

@@ -27,6 +27,8 @@ export class UsageChunkDrop implements ChunkTransform {
   private lineEmpty = true;
   /** the last byte seen was a CR: a LF right after it belongs to the same line end */
   private afterCR = false;
+  /** ...and that CR ended an event, sent or dropped: such a LF belongs to it and goes where it went */
+  private endedAtCR: 'no' | 'sent' | 'dropped' = 'no';
 
   constructor(private readonly maxEventBytes = 1024 * 1024) {}
 
@@ -37,7 +39,12 @@ export class UsageChunkDrop implements ChunkTransform {
     const n = chunk.length;
     if (this.afterCR && n > 0) {
       this.afterCR = false;
-      if (chunk[0] === LF) i = 1;
+      if (chunk[0] === LF) {
+        i = 1;
+        if (this.endedAtCR !== 'no') eventStart = 1;
+        if (this.endedAtCR === 'sent') out.push(chunk.subarray(0, 1));
+      }
+      this.endedAtCR = 'no';
     }
     while (i < n) {
       const lf = chunk.indexOf(LF, i);
@@ -66,13 +73,17 @@ export class UsageChunkDrop implements ChunkTransform {
       eventStart = end;
       if (this.passing) {
         this.passing = false;
+        this.endedAtCR = this.afterCR ? 'sent' : 'no';
         out.push(piece);
         continue;
       }
       const event = this.heldBytes === 0 ? piece : Buffer.concat([...this.held, piece]);
       this.held = [];
       this.heldBytes = 0;
-      if (!isUsageOnly(event)) out.push(event);
+      const kept = !isUsageOnly(event);
+      if (kept) out.push(event);
+      // a LF that completes this event's last CRLF, in the next chunk, goes where the event went
+      this.endedAtCR = !this.afterCR ? 'no' : kept ? 'sent' : 'dropped';
     }
     // what is left is the start of an event that has not ended
     if (eventStart < n) {
