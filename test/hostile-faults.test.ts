@@ -4,8 +4,8 @@
 // deadline, budgets under bursts, connection and body-memory bounds, a damaged ledger. Each
 // case checks what the client saw and that the gateway's accounting is back to zero; the fault
 // figures (requests lost) are printed for the closing note.
-import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -158,6 +158,74 @@ t.test('a hung backend (accepts, never answers, probes included): out within a c
   console.log('# figure: requests lost while one of four backends hangs: %d of 60 (all answered %d ms after the hang began)', lost, Math.round(performance.now() - hungAt));
   sims[0]!.resetFaults();
   await settled(gateway);
+});
+
+t.test('a flapping backend (down and up every 150 ms): every request answered, none hangs', async (t) => {
+  const sims = await startSims(t, 2, { ttftMs: 0, tokenMs: 0, tokens: 3 });
+  const { url, gateway } = await startGateway(t, sims, { healthIntervalSeconds: '0.1' });
+  let flapping = true;
+  let flaps = 0;
+  const flapper = (async () => {
+    while (flapping) {
+      await sleep(150);
+      await sims[0]!.down();
+      flaps++;
+      await sleep(150);
+      await sims[0]!.up();
+    }
+  })();
+  const replies = [];
+  for (let i = 0; i < 150; i++) {
+    replies.push(await post(url, '/api/chat', chat(`f${i}`, { stream: false }), { signal: AbortSignal.timeout(10_000) }).catch((err: Error) => ({ status: 0, text: err.message })));
+    await sleep(5);
+  }
+  flapping = false;
+  await flapper;
+  const lost = replies.filter((r) => r.status !== 200).length;
+  // a kill can cut only the one job in flight on the flapping backend's one slot
+  t.ok(lost <= flaps, `${lost} of 150 lost over ${flaps} flaps`);
+  t.ok(replies.every((r) => r.status !== 0), 'none hung');
+  console.log('# figure: requests lost to a backend flapping down and up: %d of 150 (%d flaps)', lost, flaps);
+  await settled(gateway);
+});
+
+t.test('a flood of large bodies at once: the gateway process\'s memory stays bounded, the excess is answered 503 body_memory_full', async (t) => {
+  const [sim] = await startSims(t, 1, { ttftMs: 0, tokenMs: 0, tokens: 2 });
+  const file = configFile(t, `${backendsYaml([sim!.url])}limits: {max_body_bytes: 33554432, max_buffered_body_bytes: 67108864}\n`);
+  // the gateway in a process of its own, so its peak RSS (VmHWM) is its own
+  const child = spawn(process.execPath, [BIN, 'serve', '-c', file, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => child.kill('SIGKILL'));
+  const url = await new Promise<string>((resolve, reject) => {
+    let seen = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      seen += d.toString();
+      const m = /"listen":"([\d.]+:\d+)"/.exec(seen);
+      if (m) resolve(`http://${m[1]}`);
+    });
+    child.once('exit', () => reject(new Error(`the gateway exited: ${seen}`)));
+  });
+  const vm = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) / 1024;
+  const idle = vm('VmRSS');
+  // one 30 MB body, written to 24 connections at once, each held open before its last byte
+  const body = Buffer.alloc(30 * 1024 * 1024, 0x61);
+  const answers = await Promise.all(
+    Array.from({ length: 24 }, async () => {
+      const s = await rawConnect(url);
+      const out = readAll(s);
+      s.write(`POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+      s.write(body.subarray(0, body.length - 1));
+      const text = await Promise.race([out, sleep(6000).then(() => '')]);
+      s.destroy();
+      return text;
+    }),
+  );
+  const peak = vm('VmHWM');
+  const refused = answers.filter((a) => /^HTTP\/1\.1 503 /.test(a) && /bodies being read/.test(a)).length;
+  t.ok(refused >= 18, `${refused} of 24 refused with 503 body_memory_full`);
+  t.ok(answers.every((a) => a === '' || /^HTTP\/1\.1 503 /.test(a)), 'the rest are still being read (their last byte never came)');
+  // without the bound the gateway held all 24 x 30 MB (and joined each: about 1.4 GB)
+  t.ok(peak - idle < 300, `peak RSS ${Math.round(peak)} MB, ${Math.round(peak - idle)} MB over idle, with a 64 MB bound on bodies`);
+  console.log('# figure: gateway peak RSS under 24 x 30 MB bodies at once: %d MB (idle %d MB, bound 64 MB; %d refused)', Math.round(peak), Math.round(idle), refused);
 });
 
 t.test('health: a strong failure (a probe timed out where it usually answers at once) takes a backend out at once', async (t) => {

@@ -36,6 +36,8 @@ export function readBody(src: BodySource, maxBytes: number): Promise<Buffer> {
   if (declared !== undefined && Number(declared) > maxBytes) {
     return Promise.reject(tooLarge(maxBytes));
   }
+  // bytes count against the bound as they arrive, so a client that declares much and sends
+  // little holds nothing
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let total = 0;
@@ -54,11 +56,9 @@ export function readBody(src: BodySource, maxBytes: number): Promise<Buffer> {
     };
     const onData = (chunk: Buffer) => {
       if (total + chunk.length > maxBytes) return done(tooLarge(maxBytes));
-      if (!bodies.take(chunk.length)) {
-        return done(new GatewayError('body_memory_full', `the request bodies being read already hold ${bodies.limit} bytes (limits.max_buffered_body_bytes); try again shortly`));
-      }
-      total += chunk.length;
+      if (!bodies.take(chunk.length)) return done(memoryFull(bodies));
       chunks.push(chunk);
+      total += chunk.length;
     };
     const onEnd = () => {
       done(undefined, chunks.length === 0 ? EMPTY : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
@@ -72,6 +72,10 @@ export function readBody(src: BodySource, maxBytes: number): Promise<Buffer> {
     req.on('error', onError);
     req.on('close', onClose);
   });
+}
+
+function memoryFull(bodies: BodyMemory): GatewayError {
+  return new GatewayError('body_memory_full', `the request bodies being read already hold ${bodies.limit} bytes (limits.max_buffered_body_bytes); try again shortly`);
 }
 
 function tooLarge(maxBytes: number): GatewayError {
