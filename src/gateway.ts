@@ -11,7 +11,7 @@ import { Registry } from './backends/registry.js';
 import { redactUrl, type GatewayConfig } from './config/schema.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { GatewayError } from './errors.js';
-import { CancelToken } from './http/cancel.js';
+import { Broadcast } from './http/cancel.js';
 import type { RequestContext } from './http/context.js';
 import { sendBody, sendJson } from './http/respond.js';
 import { createFront } from './http/server.js';
@@ -78,7 +78,7 @@ export class Gateway {
   private idleWaiters: (() => void)[] = [];
   private stopping: Promise<void> | undefined;
   /** fired when a stop's drain deadline passes: answers still running get their final error line */
-  private readonly deadline = new CancelToken();
+  private readonly deadline = new Broadcast();
 
   private constructor(opts: GatewayOptions) {
     this.cfg = opts.config;

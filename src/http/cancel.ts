@@ -25,3 +25,28 @@ export interface Cancellation {
   readonly aborted: boolean;
   onCancel(fn: () => void): () => void;
 }
+
+/**
+ * A cancellation that many requests hear at once (a stop's drain deadline). Joining and leaving
+ * are O(1) set operations: an EventEmitter shared by every request in flight would scan its
+ * listener array on each removal, on the hot path.
+ */
+export class Broadcast implements Cancellation {
+  aborted = false;
+  private readonly listeners = new Set<() => void>();
+
+  cancel(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    for (const fn of [...this.listeners]) fn();
+    this.listeners.clear();
+  }
+
+  onCancel(fn: () => void): () => void {
+    const listeners = this.listeners;
+    // a fresh function per call: the same function may listen twice and leave once each
+    const entry = () => fn();
+    listeners.add(entry);
+    return () => listeners.delete(entry);
+  }
+}
