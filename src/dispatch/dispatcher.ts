@@ -3,10 +3,11 @@
 // work conservation: whenever a slot frees or a backend joins or recovers, the queue drains
 // until every free slot is busy again (event-driven, no polling). Among free backends, round
 // robin. A waiter leaves the queue when its max wait runs out (timer), when its client goes, or
-// when no backend it could use is left in rotation.
+// when no backend it could use is left in rotation. Handing out a slot costs O(log n) in the
+// waiters (the queue's groups and heaps, wait-queue.ts), not a walk of the whole queue.
 import { GatewayError } from '../errors.js';
 import type { Cancellation } from '../http/cancel.js';
-import { WaitQueue, type QueueNode } from './wait-queue.js';
+import { ahead, WaitQueue, type QueueEntry, type Queued } from './wait-queue.js';
 
 /** What the dispatcher needs to know of a backend. */
 export interface DispatchTarget {
@@ -74,13 +75,8 @@ export interface DispatcherOptions {
 
 export type DispatchEvent = 'queued' | 'dequeued' | 'queue_full' | 'key_queue_full' | 'queue_timeout' | 'cancelled_queued' | 'no_healthy_backend';
 
-interface Waiter<T extends DispatchTarget> extends Needs<T> {
-  readonly enqueuedAt: number;
+interface Waiter<T extends DispatchTarget> extends Needs<T>, Queued {
   readonly flow: string;
-  /** priority class, lower first */
-  readonly priority: number;
-  /** virtual finish time: within a class, waiters are served smallest tag first (weighted fair queueing) */
-  readonly tag: number;
   readonly resolve: (lease: Lease<T>) => void;
   readonly reject: (err: unknown) => void;
   timer: NodeJS.Timeout | undefined;
@@ -90,6 +86,7 @@ interface Waiter<T extends DispatchTarget> extends Needs<T> {
 export class Dispatcher<T extends DispatchTarget> {
   private readonly queue = new WaitQueue<Waiter<T>>();
   private cursor = 0;
+  private seq = 0;
   private closedWith: GatewayError | undefined;
   /** fair queueing: the tag of the last job served, and each flow's last tag and waiting count */
   private virtualTime = 0;
@@ -182,7 +179,20 @@ export class Dispatcher<T extends DispatchTarget> {
     this.flowTags.set(flow, tag);
     this.flowWaiting.set(flow, waiting + 1);
     return new Promise<Lease<T>>((resolve, reject) => {
-      const waiter: Waiter<T> = { ...needs, flow, priority: options.priority ?? 0, tag, enqueuedAt: performance.now(), resolve, reject, timer: undefined, cleanup: undefined };
+      const waiter: Waiter<T> = {
+        ...needs,
+        flow,
+        priority: options.priority ?? 0,
+        tag,
+        seq: this.seq++,
+        enqueuedAt: performance.now(),
+        group: `${needs.api}\u0000${model ?? '\u0001'}`,
+        particular: exclude !== undefined && exclude.size > 0,
+        resolve,
+        reject,
+        timer: undefined,
+        cleanup: undefined,
+      };
       const node = this.queue.push(waiter);
       this.count('queued');
       if (this.opts.maxWaitMs > 0) {
@@ -213,19 +223,19 @@ export class Dispatcher<T extends DispatchTarget> {
     while (this.queue.size > 0 && this.anyFree()) {
       // the waiter of the first priority class, then with the smallest tag, that some free
       // backend can take (FIFO within a flow, weighted fair between flows); ties go to the
-      // earlier arrival
-      let head: QueueNode<Waiter<T>> | undefined;
-      let b: T | undefined;
-      for (const node of this.queue.nodes()) {
-        if (head && !ahead(node.value, head.value)) continue;
-        const free = this.pickFreeQuiet(node.value);
-        if (free) {
-          head = node;
-          b = free;
-        }
+      // earlier arrival. Each group's top stands for the group: its waiters share their needs.
+      let head: QueueEntry<Waiter<T>> | undefined;
+      for (const g of this.queue.groups()) {
+        const top = g.heap[0]!;
+        if (head && !ahead(top.value, head.value)) continue;
+        if (this.pickFreeQuiet(top.value)) head = top;
       }
-      if (!head || !b) return;
-      b = this.pickFree(head.value)!;
+      for (const e of this.queue.apart()) {
+        if (head && !ahead(e.value, head.value)) continue;
+        if (this.pickFreeQuiet(e.value)) head = e;
+      }
+      if (!head) return;
+      const b = this.pickFree(head.value)!;
       this.virtualTime = Math.max(this.virtualTime, head.value.tag);
       const chosen = this.opts.warmFirst ? this.warmerWaiter(head, b) : head;
       const w = chosen.value;
@@ -235,16 +245,11 @@ export class Dispatcher<T extends DispatchTarget> {
     }
   }
 
-  private warmerWaiter(head: QueueNode<Waiter<T>>, b: T): QueueNode<Waiter<T>> {
+  private warmerWaiter(head: QueueEntry<Waiter<T>>, b: T): QueueEntry<Waiter<T>> {
     const h = head.value;
     if (h.warmKey === undefined || b.isWarm(h.warmKey)) return head;
-    const skew = this.opts.warmSkewMs ?? 0;
-    for (const node of this.queue.nodes()) {
-      const w = node.value;
-      if (w.enqueuedAt - h.enqueuedAt > skew) break;
-      if (node !== head && w.priority <= h.priority && w.warmKey !== undefined && b.isWarm(w.warmKey) && this.fits(b, w)) return node;
-    }
-    return head;
+    const until = h.enqueuedAt + (this.opts.warmSkewMs ?? 0);
+    return this.queue.earliestWarm(until, h.priority, (k) => b.isWarm(k), (w) => this.fits(b, w), head) ?? head;
   }
 
   /**
@@ -252,26 +257,29 @@ export class Dispatcher<T extends DispatchTarget> {
    * at their max wait.
    */
   pruneStranded(): void {
-    for (const node of this.queue.nodes()) {
-      if (!this.anyInRotation(node.value)) {
-        this.count('no_healthy_backend');
-        this.evict(node, new GatewayError('no_healthy_backend', 'no healthy backend'));
-      }
+    const stranded: QueueEntry<Waiter<T>>[] = [];
+    for (const g of this.queue.groups()) if (!this.anyInRotation(g.heap[0]!.value)) stranded.push(...g.heap);
+    for (const e of this.queue.apart()) if (!this.anyInRotation(e.value)) stranded.push(e);
+    // in arrival order, as a scan of one FIFO would answer them
+    stranded.sort((a, b) => a.value.seq - b.value.seq);
+    for (const e of stranded) {
+      this.count('no_healthy_backend');
+      this.evict(e, new GatewayError('no_healthy_backend', 'no healthy backend'));
     }
   }
 
   /** Shutdown: every waiter, and every job that comes later, is answered with `err`. */
   close(err: GatewayError): void {
     this.closedWith = err;
-    for (const node of this.queue.nodes()) this.evict(node, err);
+    for (const e of this.queue.all().sort((a, b) => a.value.seq - b.value.seq)) this.evict(e, err);
   }
 
-  private evict(node: QueueNode<Waiter<T>>, err: unknown): void {
+  private evict(node: QueueEntry<Waiter<T>>, err: unknown): void {
     if (!this.unlink(node)) return;
     node.value.reject(err);
   }
 
-  private unlink(node: QueueNode<Waiter<T>>): boolean {
+  private unlink(node: QueueEntry<Waiter<T>>): boolean {
     if (!this.queue.remove(node)) return false;
     const w = node.value;
     const left = (this.flowWaiting.get(w.flow) ?? 1) - 1;
@@ -351,11 +359,6 @@ export class Dispatcher<T extends DispatchTarget> {
 /** A free slot, and not backed off. */
 function hasRoom(b: DispatchTarget): boolean {
   return b.inFlight < b.slots && b.paused !== true;
-}
-
-/** Is waiter `a` served before `b`? Its class first, then its virtual finish time. */
-function ahead(a: { priority: number; tag: number }, b: { priority: number; tag: number }): boolean {
-  return a.priority !== b.priority ? a.priority < b.priority : a.tag < b.tag;
 }
 
 function clientClosed(): GatewayError {

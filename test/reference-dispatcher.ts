@@ -1,0 +1,421 @@
+// The reference for the queue's property test: the dispatcher as it was before the queue at
+// scale (issue 14), a linear scan of one FIFO for every slot it hands out. Simple, slow, and
+// the meaning the new queue must keep.
+/* eslint-disable */
+// The dispatcher: at most `slots` jobs in flight per backend, one bounded wait queue (served in
+// priority class order, then weighted fair between keys, FIFO within a key), and
+// work conservation: whenever a slot frees or a backend joins or recovers, the queue drains
+// until every free slot is busy again (event-driven, no polling). Among free backends, round
+// robin. A waiter leaves the queue when its max wait runs out (timer), when its client goes, or
+// when no backend it could use is left in rotation.
+import { GatewayError } from '../dist/src/errors.js';
+import type { Cancellation } from '../dist/src/http/cancel.js';
+
+/** What the dispatcher needs to know of a backend. */
+export interface DispatchTarget {
+  readonly name: string;
+  inFlight: number;
+  readonly slots: number;
+  /** healthy and not leaving */
+  readonly inRotation: boolean;
+  /** backed off for a moment (it said it is busy): in rotation, but takes no new job */
+  readonly paused?: boolean;
+  /** holds this model (or may: its catalog is not known yet) */
+  serves(model: string | undefined): boolean;
+  /** has this model (with these runner options) loaded */
+  isWarm(key: string): boolean;
+  /** can answer this API (an OpenAI-compatible server answers only `/v1`) */
+  speaks(api: 'ollama' | 'openai'): boolean;
+}
+
+export interface Lease<T extends DispatchTarget> {
+  readonly backend: T;
+  /** milliseconds this job waited in the queue (0 when a slot was free) */
+  readonly queuedMs: number;
+  /** Give the slot back. Idempotent; call it in `finally`. */
+  release(): void;
+}
+
+export interface AcquireOptions<T> {
+  /** cancelled when the client goes away */
+  readonly cancel?: Cancellation;
+  /** backends this job has already failed on */
+  readonly exclude?: ReadonlySet<T>;
+  /** only backends that hold this model may take the job */
+  readonly model?: string | undefined;
+  /** model and runner options: a backend with this loaded is preferred */
+  readonly warmKey?: string | undefined;
+  /** which API the job speaks; only backends that answer it may take it (default: ollama) */
+  readonly api?: 'ollama' | 'openai';
+  /** who the job is for, for fair queueing (a key, or a key's user); default: one shared flow */
+  readonly flow?: string;
+  /** this flow's share: a flow of weight 2 gets twice the slots of weight 1 while both wait */
+  readonly weight?: number;
+  /** how many jobs this flow may have waiting (429 past it) */
+  readonly flowQueueCap?: number | undefined;
+  /** priority class: every waiting job of a lower number is served first (0 interactive, 1 batch) */
+  readonly priority?: number;
+}
+
+/** What a job needs of a backend, beyond a free slot. */
+interface Needs<T> {
+  readonly exclude: ReadonlySet<T> | undefined;
+  readonly model: string | undefined;
+  readonly warmKey: string | undefined;
+  readonly api: 'ollama' | 'openai';
+}
+
+export interface DispatcherOptions {
+  /** how many jobs may wait; 0 means none may */
+  readonly queueSize: number;
+  /** 0 means wait without limit */
+  readonly maxWaitMs: number;
+  /** prefer backends that have the job's model loaded, and bend FIFO (by at most warmSkewMs) for it */
+  readonly warmFirst?: boolean;
+  readonly warmSkewMs?: number;
+}
+
+export type DispatchEvent = 'queued' | 'dequeued' | 'queue_full' | 'key_queue_full' | 'queue_timeout' | 'cancelled_queued' | 'no_healthy_backend';
+
+interface Waiter<T extends DispatchTarget> extends Needs<T> {
+  readonly enqueuedAt: number;
+  readonly flow: string;
+  /** priority class, lower first */
+  readonly priority: number;
+  /** virtual finish time: within a class, waiters are served smallest tag first (weighted fair queueing) */
+  readonly tag: number;
+  readonly resolve: (lease: Lease<T>) => void;
+  readonly reject: (err: unknown) => void;
+  timer: NodeJS.Timeout | undefined;
+  cleanup: (() => void) | undefined;
+}
+
+export class ReferenceDispatcher<T extends DispatchTarget> {
+  private readonly queue = new WaitQueue<Waiter<T>>();
+  private cursor = 0;
+  private closedWith: GatewayError | undefined;
+  /** fair queueing: the tag of the last job served, and each flow's last tag and waiting count */
+  private virtualTime = 0;
+  private readonly flowTags = new Map<string, number>();
+  private readonly flowWaiting = new Map<string, number>();
+  private opts: DispatcherOptions;
+  private readonly targets: () => readonly T[];
+  private readonly onRelease: (backend: T) => void;
+  private readonly listeners: ((e: DispatchEvent) => void)[] = [];
+  /** counters for metrics and tests */
+  readonly counts: Record<DispatchEvent, number> = {
+    queued: 0,
+    dequeued: 0,
+    queue_full: 0,
+    key_queue_full: 0,
+    queue_timeout: 0,
+    cancelled_queued: 0,
+    no_healthy_backend: 0,
+  };
+
+  private readonly onLease: (backend: T, warmKey: string | undefined) => void;
+
+  constructor(
+    targets: () => readonly T[],
+    opts: DispatcherOptions,
+    onRelease: (backend: T) => void = () => {},
+    onLease: (backend: T, warmKey: string | undefined) => void = () => {},
+  ) {
+    this.targets = targets;
+    this.opts = opts;
+    this.onRelease = onRelease;
+    this.onLease = onLease;
+  }
+
+  /** Hear every dispatch event as it happens (metrics, benchmarks). */
+  on(listener: (e: DispatchEvent) => void): void {
+    this.listeners.push(listener);
+  }
+
+  private count(e: DispatchEvent): void {
+    this.counts[e]++;
+    for (const l of this.listeners) l(e);
+  }
+
+  get queueDepth(): number {
+    return this.queue.size;
+  }
+
+  /** How many jobs each flow has waiting (flows with none are absent). */
+  get waitingByFlow(): ReadonlyMap<string, number> {
+    return this.flowWaiting;
+  }
+
+  get queueSize(): number {
+    return this.opts.queueSize;
+  }
+
+  /** A reload: new bounds apply to new waiters; nobody already waiting is evicted by it. */
+  configure(opts: DispatcherOptions): void {
+    this.opts = opts;
+    this.drain();
+  }
+
+  /** Resolve with a lease on a free slot, now or after a wait in the queue. */
+  acquire(options: AcquireOptions<T> = {}): Promise<Lease<T>> {
+    const { cancel, exclude, model, warmKey } = options;
+    const needs: Needs<T> = { exclude, model, warmKey, api: options.api ?? 'ollama' };
+    if (cancel?.aborted) return Promise.reject(clientClosed());
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    if (!this.anyInRotation(needs)) {
+      this.count('no_healthy_backend');
+      return Promise.reject(new GatewayError('no_healthy_backend', model === undefined ? 'no healthy backend' : `no healthy backend has model '${model}'`));
+    }
+    // a job may only jump ahead of waiters when nobody is waiting (FIFO), or when every waiter
+    // is barred from the free backend (they would not take it anyway)
+    const free = this.queue.size === 0 ? this.pickFree(needs) : undefined;
+    if (free) return Promise.resolve(this.lease(free, 0, warmKey));
+    if (this.queue.size >= this.opts.queueSize) {
+      this.count('queue_full');
+      return Promise.reject(new GatewayError('queue_full', `server busy: all slots in use and the wait queue is full (${this.opts.queueSize})`));
+    }
+    const flow = options.flow ?? '';
+    const waiting = this.flowWaiting.get(flow) ?? 0;
+    if (options.flowQueueCap !== undefined && waiting >= options.flowQueueCap) {
+      this.count('key_queue_full');
+      return Promise.reject(new GatewayError('key_queue_full', `'${flow}' already has ${waiting} job(s) waiting, its limit`));
+    }
+    // a flow that waited nothing lately starts level with the job being served now
+    const tag = Math.max(this.virtualTime, this.flowTags.get(flow) ?? 0) + 1 / Math.max(options.weight ?? 1, 1e-6);
+    this.flowTags.set(flow, tag);
+    this.flowWaiting.set(flow, waiting + 1);
+    return new Promise<Lease<T>>((resolve, reject) => {
+      const waiter: Waiter<T> = { ...needs, flow, priority: options.priority ?? 0, tag, enqueuedAt: performance.now(), resolve, reject, timer: undefined, cleanup: undefined };
+      const node = this.queue.push(waiter);
+      this.count('queued');
+      if (this.opts.maxWaitMs > 0) {
+        waiter.timer = setTimeout(() => {
+          this.count('queue_timeout');
+          this.evict(node, new GatewayError('queue_timeout', `no slot became free within the maximum queue wait (${this.opts.maxWaitMs / 1000} s)`));
+        }, this.opts.maxWaitMs);
+      }
+      if (cancel) {
+        waiter.cleanup = cancel.onCancel(() => {
+          this.count('cancelled_queued');
+          this.evict(node, clientClosed());
+        });
+      }
+      // with nobody ahead of it and a free slot it could take, a waiter never waits
+      this.drain();
+    });
+  }
+
+  /**
+   * Hand free slots to waiters, oldest first, until no free slot is left that any waiter may
+   * use. Called whenever a slot frees or a backend joins, recovers or grows. With warm-first, a
+   * slot on a backend that has some waiter's model loaded may go to that waiter ahead of an older
+   * one whose model is not loaded there, if it arrived at most `warmSkewMs` later: FIFO bends a
+   * little, never more, so nobody starves.
+   */
+  drain(): void {
+    while (this.queue.size > 0 && this.anyFree()) {
+      // the waiter of the first priority class, then with the smallest tag, that some free
+      // backend can take (FIFO within a flow, weighted fair between flows); ties go to the
+      // earlier arrival
+      let head: QueueNode<Waiter<T>> | undefined;
+      let b: T | undefined;
+      for (const node of this.queue.nodes()) {
+        if (head && !ahead(node.value, head.value)) continue;
+        const free = this.pickFreeQuiet(node.value);
+        if (free) {
+          head = node;
+          b = free;
+        }
+      }
+      if (!head || !b) return;
+      b = this.pickFree(head.value)!;
+      this.virtualTime = Math.max(this.virtualTime, head.value.tag);
+      const chosen = this.opts.warmFirst ? this.warmerWaiter(head, b) : head;
+      const w = chosen.value;
+      this.unlink(chosen);
+      this.count('dequeued');
+      w.resolve(this.lease(b, performance.now() - w.enqueuedAt, w.warmKey));
+    }
+  }
+
+  private warmerWaiter(head: QueueNode<Waiter<T>>, b: T): QueueNode<Waiter<T>> {
+    const h = head.value;
+    if (h.warmKey === undefined || b.isWarm(h.warmKey)) return head;
+    const skew = this.opts.warmSkewMs ?? 0;
+    for (const node of this.queue.nodes()) {
+      const w = node.value;
+      if (w.enqueuedAt - h.enqueuedAt > skew) break;
+      if (node !== head && w.priority <= h.priority && w.warmKey !== undefined && b.isWarm(w.warmKey) && this.fits(b, w)) return node;
+    }
+    return head;
+  }
+
+  /**
+   * A backend left rotation: waiters that have nowhere left to go are answered now rather than
+   * at their max wait.
+   */
+  pruneStranded(): void {
+    for (const node of this.queue.nodes()) {
+      if (!this.anyInRotation(node.value)) {
+        this.count('no_healthy_backend');
+        this.evict(node, new GatewayError('no_healthy_backend', 'no healthy backend'));
+      }
+    }
+  }
+
+  /** Shutdown: every waiter, and every job that comes later, is answered with `err`. */
+  close(err: GatewayError): void {
+    this.closedWith = err;
+    for (const node of this.queue.nodes()) this.evict(node, err);
+  }
+
+  private evict(node: QueueNode<Waiter<T>>, err: unknown): void {
+    if (!this.unlink(node)) return;
+    node.value.reject(err);
+  }
+
+  private unlink(node: QueueNode<Waiter<T>>): boolean {
+    if (!this.queue.remove(node)) return false;
+    const w = node.value;
+    const left = (this.flowWaiting.get(w.flow) ?? 1) - 1;
+    if (left > 0) this.flowWaiting.set(w.flow, left);
+    else {
+      this.flowWaiting.delete(w.flow);
+      // a flow with nothing waiting and no lead to keep starts from the virtual time anyway
+      if ((this.flowTags.get(w.flow) ?? 0) <= this.virtualTime) this.flowTags.delete(w.flow);
+    }
+    if (w.timer) clearTimeout(w.timer);
+    w.cleanup?.();
+    return true;
+  }
+
+  private lease(b: T, queuedMs: number, warmKey: string | undefined): Lease<T> {
+    b.inFlight++;
+    this.onLease(b, warmKey);
+    let released = false;
+    return {
+      backend: b,
+      queuedMs,
+      release: () => {
+        if (released) return;
+        released = true;
+        b.inFlight--;
+        this.onRelease(b);
+        this.drain();
+      },
+    };
+  }
+
+  private anyFree(): boolean {
+    for (const b of this.targets()) if (b.inRotation && hasRoom(b)) return true;
+    return false;
+  }
+
+  /** In rotation, not already failed for this job, holds its model, speaks its API. */
+  private fits(b: T, n: Needs<T>): boolean {
+    return b.inRotation && !n.exclude?.has(b) && b.speaks(n.api) && b.serves(n.model);
+  }
+
+  private anyInRotation(n: Needs<T>): boolean {
+    for (const b of this.targets()) if (this.fits(b, n)) return true;
+    return false;
+  }
+
+  /** Is there a free backend this job may use? (Moves no round-robin cursor.) */
+  private pickFreeQuiet(needs: Needs<T>): T | undefined {
+    for (const b of this.targets()) if (hasRoom(b) && this.fits(b, needs)) return b;
+    return undefined;
+  }
+
+  /**
+   * A free backend in rotation that this job may use: with warm-first, one that has its model
+   * loaded if any does; otherwise round robin.
+   */
+  private pickFree(needs: Needs<T>): T | undefined {
+    const list = this.targets();
+    const n = list.length;
+    let first: number | undefined;
+    for (let i = 0; i < n; i++) {
+      const idx = (this.cursor + i) % n;
+      const b = list[idx]!;
+      if (!hasRoom(b) || !this.fits(b, needs)) continue;
+      if (!this.opts.warmFirst || needs.warmKey === undefined || b.isWarm(needs.warmKey)) {
+        this.cursor = (idx + 1) % n;
+        return b;
+      }
+      first ??= idx;
+    }
+    if (first === undefined) return undefined;
+    this.cursor = (first + 1) % n;
+    return list[first];
+  }
+}
+
+/** A free slot, and not backed off. */
+function hasRoom(b: DispatchTarget): boolean {
+  return b.inFlight < b.slots && b.paused !== true;
+}
+
+/** Is waiter `a` served before `b`? Its class first, then its virtual finish time. */
+function ahead(a: { priority: number; tag: number }, b: { priority: number; tag: number }): boolean {
+  return a.priority !== b.priority ? a.priority < b.priority : a.tag < b.tag;
+}
+
+function clientClosed(): GatewayError {
+  return new GatewayError('client_closed', 'client closed the request');
+}
+
+// A FIFO with O(1) push, shift and removal from the middle (a waiter whose client left, or whose
+// max wait ran out, leaves from wherever it stands).
+
+interface QueueNode<T> {
+  readonly value: T;
+  prev: QueueNode<T> | undefined;
+  next: QueueNode<T> | undefined;
+  linked: boolean;
+}
+
+class WaitQueue<T> {
+  private head: QueueNode<T> | undefined;
+  private tail: QueueNode<T> | undefined;
+  private count = 0;
+
+  get size(): number {
+    return this.count;
+  }
+
+  push(value: T): QueueNode<T> {
+    const node: QueueNode<T> = { value, prev: this.tail, next: undefined, linked: true };
+    if (this.tail) this.tail.next = node;
+    else this.head = node;
+    this.tail = node;
+    this.count++;
+    return node;
+  }
+
+  remove(node: QueueNode<T>): boolean {
+    if (!node.linked) return false;
+    if (node.prev) node.prev.next = node.next;
+    else this.head = node.next;
+    if (node.next) node.next.prev = node.prev;
+    else this.tail = node.prev;
+    node.prev = node.next = undefined;
+    node.linked = false;
+    this.count--;
+    return true;
+  }
+
+  /** Oldest first. Removing the node being visited is safe. */
+  *nodes(): IterableIterator<QueueNode<T>> {
+    let n = this.head;
+    while (n) {
+      const next = n.next;
+      yield n;
+      n = next;
+    }
+  }
+
+  first(): QueueNode<T> | undefined {
+    return this.head;
+  }
+}
