@@ -32,6 +32,9 @@ export interface StreamsResult {
   readonly ttft: number[];
   readonly gaps: number[];
   readonly failed: number;
+  /** lines (tokens) delivered, and over how long */
+  readonly lines: number;
+  readonly elapsedMs: number;
 }
 
 export interface CancelResult {
@@ -48,6 +51,8 @@ export interface LoopResult {
 
 const agent = new Agent({ connections: 4096, pipelining: 1, keepAliveTimeout: 30_000 });
 
+let linesSeen = 0;
+
 async function oneStream(url: string, path: string, body: string, ttft: number[], gaps: number[]): Promise<boolean> {
   const t0 = performance.now();
   const res = await request(url + path, { method: 'POST', body, headers: { 'content-type': 'application/json' }, dispatcher: agent });
@@ -59,6 +64,7 @@ async function oneStream(url: string, path: string, body: string, ttft: number[]
   for await (const chunk of res.body) {
     const now = performance.now();
     const lines = countLines(chunk as Buffer);
+    linesSeen += lines;
     if (last === undefined) ttft.push(now - t0);
     else gaps.push(now - last);
     // several lines in one read arrived together: their gaps are 0
@@ -78,7 +84,9 @@ async function streams(t: Extract<Task, { kind: 'streams' }>): Promise<StreamsRe
   const ttft: number[] = [];
   const gaps: number[] = [];
   let failed = 0;
-  const deadline = performance.now() + t.durationMs;
+  const start = performance.now();
+  const deadline = start + t.durationMs;
+  linesSeen = 0;
   const worker = async (i: number) => {
     await new Promise((r) => setTimeout(r, (i / t.concurrency) * t.staggerMs));
     do {
@@ -87,7 +95,7 @@ async function streams(t: Extract<Task, { kind: 'streams' }>): Promise<StreamsRe
     } while (performance.now() < deadline);
   };
   await Promise.all(Array.from({ length: t.concurrency }, (_, i) => worker(i)));
-  return { ttft, gaps, failed };
+  return { ttft, gaps, failed, lines: linesSeen, elapsedMs: performance.now() - start };
 }
 
 async function closedLoop(t: Extract<Task, { kind: 'closed-loop' }>): Promise<LoopResult> {

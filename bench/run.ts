@@ -15,6 +15,10 @@
 //                key's wait with fair queueing (two keys) against plain FIFO (one shared key).
 //   7. bodies:   event-loop delay of the gateway while 8 MiB bodies flow beside the streams,
 //                with the piscina worker on and off.
+//   8. compare:  the gateway beside nginx, HAProxy (plain streaming proxies) and a bare Node byte
+//                copier, on the same backend in the same run: 200 streams with tokens 10 ms
+//                apart (saturating), one request at a time, and small non-streamed answers;
+//                CPU seconds per 100,000 relayed chunks and peak RSS of each proxy process.
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -25,6 +29,7 @@ import type { CancelResult, FairnessResult, LoopResult, StreamsResult, Task, Tra
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { chart } from './chart.js';
+import { available, cpuSeconds, peakRssMiB, startProxy, type ProxyName, type RunningProxy } from './proxies.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -52,6 +57,11 @@ const P = {
   loopSeconds: env('BENCH_LOOP_SECONDS', 5),
   bodyMiB: env('BENCH_BODY_MIB', 8),
   bodyConcurrency: env('BENCH_BODY_CONCURRENCY', 2),
+  compareStreams: env('BENCH_COMPARE_STREAMS', 200),
+  compareTokenMs: env('BENCH_COMPARE_TOKEN_MS', 10),
+  compareRounds: env('BENCH_COMPARE_ROUNDS', 3),
+  compareSeconds: env('BENCH_COMPARE_SECONDS', 5),
+  sequentialSeconds: env('BENCH_SEQUENTIAL_SECONDS', 3),
 };
 
 const children: ChildProcess[] = [];
@@ -89,6 +99,7 @@ async function startSim(args: string[]): Promise<{ url: string; proc: ChildProce
 
 interface GatewayProc {
   url: string;
+  pid: number;
   ask<T>(type: string): Promise<T>;
   stop(): Promise<void>;
 }
@@ -112,7 +123,7 @@ async function startGateway(flags: Record<string, string>, configFile?: string):
       proc.once('exit', () => resolve());
       proc.send({ type: 'stop' });
     });
-  return { url, ask, stop };
+  return { url, pid: proc.pid!, ask, stop };
 }
 
 function runLoad<T>(task: Task): Promise<T> {
@@ -306,7 +317,141 @@ async function cancelScenario() {
   return out;
 }
 
+type Target = { readonly name: 'direct' | ProxyName | 'gateway'; readonly url: string; readonly pids: () => number[] };
+
+const median = (xs: readonly number[]) => summarize(xs).p50;
+
+/**
+ * The gateway beside the proxies an ops team would otherwise put there, on one backend, in one
+ * run. Every target is up for the whole scenario, and the rounds go round the targets in turn,
+ * so that the machine's noise falls on all of them alike; each figure is the median of the
+ * rounds. CPU is read from /proc for each proxy's own processes (none for direct).
+ */
+async function compareScenario() {
+  const have = available();
+  const streamSim = await startSim(['--parallel', '100000', '--ttft-ms', String(P.ttftMs), '--token-ms', String(P.compareTokenMs), '--tokens', String(P.tokens)]);
+  const quickSim = await startSim(['--parallel', '100000', '--ttft-ms', '0', '--token-ms', '0', '--tokens', '3']);
+  const proxies: RunningProxy[] = [];
+  const missing: string[] = [];
+  const targetsFor = async (sim: { url: string }, slots: number): Promise<Target[]> => {
+    const port = Number(new URL(sim.url).port);
+    const out: Target[] = [{ name: 'direct', url: sim.url, pids: () => [] }];
+    for (const name of ['nginx', 'haproxy', 'node-floor'] as const) {
+      if (!have[name]) {
+        if (!missing.includes(name)) missing.push(name);
+        continue;
+      }
+      const p = await startProxy(name, port, children);
+      proxies.push(p);
+      out.push({ name, url: p.url, pids: p.pids });
+    }
+    const gw = await startGateway({ backends: sim.url, slotsPerBackend: String(slots), queueSize: '100000' });
+    gateways.push(gw);
+    out.push({ name: 'gateway', url: gw.url, pids: () => [gw.pid] });
+    return out;
+  };
+  const gateways: GatewayProc[] = [];
+  const streamTargets = await targetsFor(streamSim, P.compareStreams * 2);
+  const streamMs = P.ttftMs + P.tokens * P.compareTokenMs;
+  const body = chatBody(true);
+  const sat: Record<string, { ttft50: number[]; ttft99: number[]; gap99: number[]; tps: number[]; cpu100k: number[]; failed: number }> = {};
+  const seq: Record<string, number[]> = {};
+  for (const t of streamTargets) {
+    sat[t.name] = { ttft50: [], ttft99: [], gap99: [], tps: [], cpu100k: [], failed: 0 };
+    seq[t.name] = [];
+    // warm-up: JIT, connection pools
+    await runLoad<StreamsResult>({ kind: 'streams', url: t.url, path: '/api/chat', body, concurrency: P.compareStreams, durationMs: streamMs, staggerMs: streamMs });
+  }
+  for (let r = 0; r < P.compareRounds; r++) {
+    for (const t of streamTargets) {
+      const cpu0 = cpuSeconds(t.pids());
+      const res = await runLoad<StreamsResult>({ kind: 'streams', url: t.url, path: '/api/chat', body, concurrency: P.compareStreams, durationMs: P.compareSeconds * 1000, staggerMs: streamMs });
+      const cpu = cpuSeconds(t.pids()) - cpu0;
+      const s = sat[t.name]!;
+      s.ttft50.push(summarize(res.ttft).p50);
+      s.ttft99.push(summarize(res.ttft).p99);
+      s.gap99.push(summarize(res.gaps.filter((x) => x > 0)).p99);
+      s.tps.push((res.lines / res.elapsedMs) * 1000);
+      if (t.name !== 'direct') s.cpu100k.push((cpu / res.lines) * 100_000);
+      s.failed += res.failed;
+    }
+  }
+  const rss: Record<string, number> = {};
+  for (const t of streamTargets) if (t.name !== 'direct') rss[t.name] = round(peakRssMiB(t.pids()));
+  // one request at a time (a backend that answers at once, so the added time is not lost in
+  // its timer's jitter), and small non-streamed answers on many connections
+  const quickTargets = await targetsFor(quickSim, P.rpsConnections);
+  const rps: Record<string, number[]> = {};
+  const nonStreamed = chatBody(false);
+  for (const t of quickTargets) {
+    rps[t.name] = [];
+    await autocannon(t.url, P.rpsConnections, 1, nonStreamed);
+  }
+  for (let r = 0; r < P.compareRounds; r++) {
+    for (const t of quickTargets) {
+      const res = await runLoad<StreamsResult>({ kind: 'streams', url: t.url, path: '/api/chat', body, concurrency: 1, durationMs: P.sequentialSeconds * 1000, staggerMs: 0 });
+      seq[t.name]!.push(summarize(res.ttft).p50);
+    }
+    for (const t of quickTargets) rps[t.name]!.push((await autocannon(t.url, P.rpsConnections, P.loopSeconds, nonStreamed)).rps);
+  }
+  for (const g of gateways) await g.stop();
+  for (const p of proxies) await p.stop();
+  streamSim.proc.kill();
+  quickSim.proc.kill();
+  const names = streamTargets.map((t) => t.name);
+  const d = sat['direct']!;
+  const out: Record<string, unknown> = {
+    params: { streams: P.compareStreams, tokens: P.tokens, tokenMs: P.compareTokenMs, ttftMs: P.ttftMs, rounds: P.compareRounds, seconds: P.compareSeconds, rpsConnections: P.rpsConnections },
+    missing,
+    targets: names,
+  };
+  for (const n of names) {
+    const s = sat[n]!;
+    out[n] = {
+      ttft_p50_ms: round(median(s.ttft50)),
+      ttft_p99_ms: round(median(s.ttft99)),
+      gap_p99_ms: round(median(s.gap99)),
+      tokens_per_s: round(median(s.tps)),
+      cpu_s_per_100k_chunks: n === 'direct' ? null : round(median(s.cpu100k), 3),
+      peak_rss_mib: rss[n] ?? null,
+      sequential_ttft_p50_ms: round(median(seq[n]!), 3),
+      sequential_added_ttft_p50_ms: round(median(seq[n]!) - median(seq['direct']!), 3),
+      rps: round(median(rps[n]!)),
+      failed: s.failed,
+      ttft_p50_vs_direct: round(median(s.ttft50) / median(d.ttft50), 3),
+    };
+  }
+  return out;
+}
+
 /* eslint-disable @typescript-eslint/no-explicit-any -- report formatting of the JSON written above */
+function compareTable(c: any): string[] {
+  const names: string[] = c.targets;
+  const cell = (n: string, f: (x: any) => string) => f(c[n]);
+  const row = (label: string, f: (x: any) => string) => `| ${label} | ${names.map((n) => cell(n, f)).join(' | ')} |`;
+  const ratio = (a: number, b: number | undefined) => (b === undefined || b === null || !Number.isFinite(b) || b === 0 ? '' : ` (${round(a / b, 2)}×)`);
+  const ng = c['nginx'];
+  const floor = c['node-floor'];
+  return [
+    `## 8. Beside nginx, HAProxy and a bare Node byte copier: ${c.params.streams} streams, ${c.params.tokens} tokens ${c.params.tokenMs} ms apart, TTFT ${c.params.ttftMs} ms; medians of ${c.params.rounds} rounds of ${c.params.seconds} s`,
+    '',
+    c.missing.length > 0 ? `Not installed here, so not measured: ${c.missing.join(', ')}.` : '',
+    '',
+    `| figure | ${names.join(' | ')} |`,
+    `| --- | ${names.map(() => '---').join(' | ')} |`,
+    row('TTFT p50 (ms, × direct)', (x) => `${x.ttft_p50_ms} (${x.ttft_p50_vs_direct}×)`),
+    row('TTFT p99 (ms, × nginx)', (x) => `${x.ttft_p99_ms}${ratio(x.ttft_p99_ms, ng?.ttft_p99_ms)}`),
+    row('token gap p99 (ms)', (x) => `${x.gap_p99_ms}`),
+    row('tokens/s delivered (× direct)', (x) => `${x.tokens_per_s} (${round(x.tokens_per_s / c.direct.tokens_per_s, 3)}×)`),
+    row('CPU s per 100,000 chunks (× node copier)', (x) => (x.cpu_s_per_100k_chunks === null ? '—' : `${x.cpu_s_per_100k_chunks}${ratio(x.cpu_s_per_100k_chunks, floor?.cpu_s_per_100k_chunks)}`)),
+    row('peak RSS (MiB)', (x) => (x.peak_rss_mib === null ? '—' : `${x.peak_rss_mib}`)),
+    row('one at a time: added TTFT p50 (ms)', (x) => `${x.sequential_added_ttft_p50_ms}`),
+    row(`small answers, ${c.params.rpsConnections} connections: req/s (× direct)`, (x) => `${x.rps} (${round(x.rps / c.direct.rps, 2)}×)`),
+    row('failed streams', (x) => `${x.failed}`),
+    '',
+  ];
+}
+
 function streamsTable(s: any): string[] {
   return [
     `### ${s.params.streams} concurrent streams (${s.params.tokens} tokens ${s.params.tokenMs} ms apart, TTFT ${s.params.ttftMs} ms; each ends and is replaced; ${s.params.rounds} × ${s.params.seconds} s per side)`,
@@ -454,6 +599,7 @@ function markdown(r: Record<string, any>): string {
       '',
     );
   }
+  if (r['compare']) lines.push(...compareTable(r['compare']));
   const b = r['bodies'];
   if (b) {
     lines.push(
@@ -482,6 +628,7 @@ const SCENARIOS: Record<string, [string, () => Promise<unknown>]> = {
   models: ['models', modelsScenario],
   fairness: ['fairness', fairnessScenario],
   bodies: ['bodies', bodiesScenario],
+  compare: ['compare', compareScenario],
 };
 
 async function main() {
