@@ -1,6 +1,7 @@
 // The load generator, in a process of its own (forked by bench/run.ts): opens streams and
 // measures time to first token and the gaps between tokens as the client sees them, or drives a
 // closed loop of non-streamed requests, or sends large bodies. Answers over IPC.
+import { connect, type Socket } from 'node:net';
 import { Agent, request } from 'undici';
 
 export type Task =
@@ -26,7 +27,70 @@ export type Task =
       readonly lightEveryMs: number;
     }
   | { readonly kind: 'trace'; readonly url: string; readonly models: readonly string[]; readonly concurrency: number }
-  | { readonly kind: 'bodies'; readonly url: string; readonly path: string; readonly bytes: number; readonly concurrency: number; readonly durationMs: number };
+  | { readonly kind: 'bodies'; readonly url: string; readonly path: string; readonly bytes: number; readonly concurrency: number; readonly durationMs: number }
+  /** `n` jobs at once: a connection each, all opened first, then every request written in one go */
+  | { readonly kind: 'burst'; readonly url: string; readonly path: string; readonly body: string; readonly n: number };
+
+export interface BurstResult {
+  readonly completed: number;
+  readonly failed: number;
+  /** from the first request written to the last answer read */
+  readonly elapsedMs: number;
+}
+
+/**
+ * A burst of jobs over raw sockets (the cheapest client there is, so the proxy is what is
+ * measured): connections opened in batches (a SYN flood would only measure the kernel's
+ * backlog), then every request written at once; an answer is whole when its Content-Length has
+ * arrived.
+ */
+async function burst(t: Extract<Task, { kind: 'burst' }>): Promise<BurstResult> {
+  const u = new URL(t.url);
+  const req = Buffer.from(`POST ${t.path} HTTP/1.1\r\nHost: ${u.host}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(t.body)}\r\n\r\n${t.body}`);
+  const sockets: Socket[] = [];
+  for (let i = 0; i < t.n; i += 500) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(500, t.n - i) }, () => new Promise<Socket>((resolve, reject) => {
+        const s = connect(Number(u.port), u.hostname, () => resolve(s));
+        s.once('error', reject);
+      })),
+    );
+    sockets.push(...batch);
+  }
+  let completed = 0;
+  let failed = 0;
+  const start = performance.now();
+  await Promise.all(
+    sockets.map(
+      (s) =>
+        new Promise<void>((resolve) => {
+          let got: Buffer = Buffer.alloc(0);
+          let done = false;
+          const finish = (ok: boolean) => {
+            if (done) return;
+            done = true;
+            if (ok) completed++;
+            else failed++;
+            s.destroy();
+            resolve();
+          };
+          s.on('data', (d: Buffer) => {
+            got = got.length === 0 ? d : Buffer.concat([got, d]);
+            const end = got.indexOf('\r\n\r\n');
+            if (end === -1) return;
+            const head = got.subarray(0, end).toString('latin1');
+            const m = /content-length:\s*(\d+)/i.exec(head);
+            if (!m) return finish(false);
+            if (got.length >= end + 4 + Number(m[1])) finish(head.startsWith('HTTP/1.1 200'));
+          });
+          s.on('error', () => finish(false));
+          s.on('close', () => finish(false));
+          s.write(req);
+        }),
+    ),
+  );
+  return { completed, failed, elapsedMs: performance.now() - start };
+}
 
 export interface StreamsResult {
   readonly ttft: number[];
@@ -243,7 +307,7 @@ async function trace(t: Extract<Task, { kind: 'trace' }>): Promise<TraceResult> 
 
 process.on('message', (task: Task) => {
   const run =
-    task.kind === 'streams' ? streams(task) : task.kind === 'closed-loop' ? closedLoop(task) : task.kind === 'cancel' ? cancels(task) : task.kind === 'trace' ? trace(task) : task.kind === 'fairness' ? fairness(task) : bodies(task);
+    task.kind === 'streams' ? streams(task) : task.kind === 'closed-loop' ? closedLoop(task) : task.kind === 'cancel' ? cancels(task) : task.kind === 'trace' ? trace(task) : task.kind === 'fairness' ? fairness(task) : task.kind === 'burst' ? burst(task) : bodies(task);
   run.then(
     (result) => process.send!({ ok: true, result }),
     (err: unknown) => process.send!({ ok: false, error: String(err) }),

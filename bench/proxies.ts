@@ -77,6 +77,42 @@ function childrenOf(pid: number): number[] {
   return out;
 }
 
+/**
+ * HAProxy as the classic queueing proxy: each backend server takes `maxconn 1`, the rest wait in
+ * HAProxy's own queue for as long as they must (`timeout queue`), as the gateway's waiters do.
+ */
+export async function startQueueingHaproxy(backendPorts: readonly number[], children: ChildProcess[], maxconn: number): Promise<RunningProxy> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'ogw-bench-haproxy-queue-'));
+  writeFileSync(
+    join(dir, 'haproxy.cfg'),
+    `global
+  maxconn ${maxconn}
+  ulimit-n 20000
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 600s
+  timeout server 600s
+  timeout queue 600s
+  option http-no-delay
+  http-reuse always
+frontend front
+  bind 127.0.0.1:${port}
+  maxconn ${maxconn}
+  default_backend back
+backend back
+  balance roundrobin
+${backendPorts.map((p, i) => `  server s${i} 127.0.0.1:${p} maxconn 1`).join('\n')}
+`,
+  );
+  const proc = spawn(which('haproxy')!, ['-f', join(dir, 'haproxy.cfg'), '-db'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  children.push(proc);
+  await waitForPort(port, proc, 'haproxy');
+  return { name: 'haproxy', url: `http://127.0.0.1:${port}`, pids: () => [proc.pid!], stop: () => kill(proc).finally(() => rmSync(dir, { recursive: true, force: true })) };
+}
+
 export async function startProxy(name: ProxyName, backendPort: number, children: ChildProcess[]): Promise<RunningProxy> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;

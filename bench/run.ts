@@ -19,17 +19,23 @@
 //                copier, on the same backend in the same run: 200 streams with tokens 10 ms
 //                apart (saturating), one request at a time, and small non-streamed answers;
 //                CPU seconds per 100,000 relayed chunks and peak RSS of each proxy process.
+//   9. queue:    4 one-slot backends answering in about 1 ms, and 500, 4,000, 9,000 and 16,000
+//                jobs sent at once: jobs/s, gateway CPU per job and jobs lost, against HAProxy
+//                with maxconn 1 per server and a long timeout queue. (16,000, not 20,000: this
+//                machine's hard limit is 20,000 open files a process and every waiting job is a
+//                connection; HAProxy keeps two a connection, so it stops at 9,000.
+//                BENCH_QUEUE_SIZES changes the sizes.)
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { round, summarize, type Summary } from './stats.js';
-import type { CancelResult, FairnessResult, LoopResult, StreamsResult, Task, TraceResult } from './load-client.js';
+import type { BurstResult, CancelResult, FairnessResult, LoopResult, StreamsResult, Task, TraceResult } from './load-client.js';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { chart } from './chart.js';
-import { available, cpuSeconds, peakRssMiB, startProxy, type ProxyName, type RunningProxy } from './proxies.js';
+import { available, cpuSeconds, peakRssMiB, startProxy, startQueueingHaproxy, type ProxyName, type RunningProxy } from './proxies.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -62,6 +68,8 @@ const P = {
   compareRounds: env('BENCH_COMPARE_ROUNDS', 3),
   compareSeconds: env('BENCH_COMPARE_SECONDS', 5),
   sequentialSeconds: env('BENCH_SEQUENTIAL_SECONDS', 3),
+  queueSizes: (process.env['BENCH_QUEUE_SIZES'] ?? '500,4000,9000,16000').split(',').map(Number),
+  queueServiceMs: env('BENCH_QUEUE_SERVICE_MS', 1),
 };
 
 const children: ChildProcess[] = [];
@@ -424,7 +432,67 @@ async function compareScenario() {
   return out;
 }
 
+/**
+ * Many jobs at once on one-slot backends: what a queue at scale costs. Each size is sent to the
+ * gateway and to HAProxy (maxconn 1 a server) in turn, on the same four backends.
+ */
+const HAPROXY_MAXCONN = 9900;
+
+async function queueScenario() {
+  const sims = await Promise.all(Array.from({ length: 4 }, () => startSim(['--parallel', '1', '--ttft-ms', String(P.queueServiceMs), '--token-ms', '0', '--tokens', '1'])));
+  const urls = sims.map((x) => x.url);
+  const biggest = Math.max(...P.queueSizes);
+  const file = join(tmpdir(), `ogw-bench-queue-${process.pid}.yaml`);
+  writeFileSync(file, `backends:\n${urls.map((u) => `  - {url: "${u}"}`).join('\n')}\nlimits: {max_connections: ${biggest + 1000}}\nqueue: {size: ${biggest * 2}}\n`);
+  const gw = await startGateway({ slotsPerBackend: '1' }, file);
+  const targets: { name: string; url: string; pids: () => number[] }[] = [{ name: 'gateway', url: gw.url, pids: () => [gw.pid] }];
+  let haproxy: RunningProxy | undefined;
+  if (available().haproxy) {
+    // HAProxy keeps two descriptors a connection: this machine's 20,000 bound it below 10,000
+    haproxy = await startQueueingHaproxy(urls.map((u) => Number(new URL(u).port)), children, Math.min(biggest + 500, HAPROXY_MAXCONN));
+    targets.push({ name: 'haproxy', url: haproxy.url, pids: haproxy.pids });
+  }
+  const body = chatBody(false);
+  const out: Record<string, any> = { params: { backends: 4, serviceMs: P.queueServiceMs, sizes: P.queueSizes }, missing: haproxy ? [] : ['haproxy'] };
+  for (const t of targets) await runLoad<BurstResult>({ kind: 'burst', url: t.url, path: '/api/chat', body, n: 200 });
+  for (const n of P.queueSizes) {
+    for (const t of targets) {
+      out[t.name] ??= {};
+      if (t.name === 'haproxy' && n + 500 > HAPROXY_MAXCONN) {
+        out[t.name][n] = null;
+        continue;
+      }
+      const cpu0 = cpuSeconds(t.pids());
+      const r = await runLoad<BurstResult>({ kind: 'burst', url: t.url, path: '/api/chat', body, n });
+      const cpu = cpuSeconds(t.pids()) - cpu0;
+      out[t.name][n] = { jobs_per_s: round((r.completed / r.elapsedMs) * 1000), cpu_ms_per_job: round((cpu * 1000) / n, 3), lost: n - r.completed, seconds: round(r.elapsedMs / 1000) };
+    }
+  }
+  await gw.stop();
+  await haproxy?.stop();
+  sims.forEach((x) => x.proc.kill());
+  return out;
+}
+
 /* eslint-disable @typescript-eslint/no-explicit-any -- report formatting of the JSON written above */
+function queueTable(q: any): string[] {
+  const names = ['gateway', ...(q.haproxy ? ['haproxy'] : [])];
+  const first = q.params.sizes[0];
+  return [
+    `## 9. The queue at scale: ${q.params.backends} one-slot backends answering in about ${q.params.serviceMs} ms, jobs sent at once`,
+    '',
+    q.missing.length > 0 ? `Not installed here, so not measured: ${q.missing.join(', ')}.` : '',
+    '',
+    `| jobs at once | ${names.map((n) => `${n} jobs/s | ${n} CPU ms per job | ${n} lost`).join(' | ')} |`,
+    `| --- | ${names.map(() => '--- | --- | ---').join(' | ')} |`,
+    ...q.params.sizes.map(
+      (n: number) =>
+        `| ${n} | ${names.map((x) => (q[x][n] === null ? '— (past its 9,900 connections) | | ' : `${q[x][n].jobs_per_s} (${round(q[x][n].jobs_per_s / q[x][first].jobs_per_s, 2)}× of ${first}) | ${q[x][n].cpu_ms_per_job} | ${q[x][n].lost}`)).join(' | ')} |`,
+    ),
+    '',
+  ];
+}
+
 function compareTable(c: any): string[] {
   const names: string[] = c.targets;
   const cell = (n: string, f: (x: any) => string) => f(c[n]);
@@ -600,6 +668,7 @@ function markdown(r: Record<string, any>): string {
     );
   }
   if (r['compare']) lines.push(...compareTable(r['compare']));
+  if (r['queue']) lines.push(...queueTable(r['queue']));
   const b = r['bodies'];
   if (b) {
     lines.push(
@@ -629,6 +698,7 @@ const SCENARIOS: Record<string, [string, () => Promise<unknown>]> = {
   fairness: ['fairness', fairnessScenario],
   bodies: ['bodies', bodiesScenario],
   compare: ['compare', compareScenario],
+  queue: ['queue', queueScenario],
 };
 
 async function main() {
