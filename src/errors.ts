@@ -17,6 +17,7 @@ export const ERRORS = {
   unauthorized: { status: 401, description: 'No API key, or one the gateway does not know (`Authorization: Bearer` or `X-Api-Key`).' },
   admin_only: { status: 403, description: 'The route needs a key flagged `admin`.' },
   model_forbidden: { status: 403, description: 'The key may not use this model (`keys[].models`).' },
+  origin_forbidden: { status: 403, description: 'A browser request from an origin that `cors.origins` (and Ollama\'s defaults: localhost, 127.0.0.1, 0.0.0.0, app://, file://, tauri://, vscode-webview://) does not allow; empty body, as Ollama answers.' },
   management_disabled: { status: 403, description: 'Model management (pull, push, create, copy, delete, blobs) is off: `management.enabled`.' },
   not_found: { status: 404, description: 'No such route on the gateway.' },
   backend_not_found: { status: 404, description: '`X-Gateway-Backend` names no backend in rotation.' },

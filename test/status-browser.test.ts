@@ -4,27 +4,11 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import t, { type Test } from 'tap';
+import t from 'tap';
+import { launch } from './browser.js';
 import { chat, post, startGateway, startSims } from './helpers.js';
 
-const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
 const SHOTS = new URL('../test-results/', import.meta.url).pathname;
-
-/** Headless Debian Chromium, closed in teardown; undefined (and the test skipped) where it is missing outside CI. */
-async function launch(t: Test) {
-  if (!existsSync(CHROMIUM)) {
-    if (process.env['CI']) t.fail(`${CHROMIUM} is missing: .ci/run must install chromium`);
-    else t.plan(0, `no ${CHROMIUM}: apt-get install chromium to run the browser test`);
-    return undefined;
-  }
-  const { chromium } = await import('playwright-core');
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
-  });
-  t.teardown(() => browser.close());
-  return browser;
-}
 
 t.test('the status page shows the fleet as it is', async (t) => {
   const browser = await launch(t);

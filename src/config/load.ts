@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument, isMap, isSeq, type Node as YamlNode } from 'yaml';
 import { fileSchema, freezeConfig, type GatewayConfig } from './schema.js';
 
-export type OptionKind = 'int' | 'number' | 'string' | 'boolean' | 'backends';
+export type OptionKind = 'int' | 'number' | 'string' | 'boolean' | 'backends' | 'list';
 
 export interface OptionSpec {
   /** commander flag, e.g. `--queue-size <n>` */
@@ -36,6 +36,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: '--warm-first <yes|no>', key: 'warmFirst', env: 'GATEWAY_WARM_FIRST', path: ['routing', 'warm_first'], kind: 'boolean', description: 'prefer backends that have the model loaded (default yes)' },
   { flag: '--management <yes|no>', key: 'management', env: 'GATEWAY_MANAGEMENT', path: ['management', 'enabled'], kind: 'boolean', description: 'allow pull, push, create, copy, delete and blobs (default no)' },
   { flag: '--usage-path <file>', key: 'usagePath', env: 'GATEWAY_USAGE_PATH', path: ['usage', 'path'], kind: 'string', description: 'SQLite file for the usage ledger (default: none, usage kept in memory)' },
+  { flag: '--cors-origins <origins>', key: 'corsOrigins', env: 'GATEWAY_CORS_ORIGINS', path: ['cors', 'origins'], kind: 'list', description: 'comma list of origins allowed besides Ollama\'s defaults, as OLLAMA_ORIGINS (default: none)' },
   { flag: '--inspect-workers <n>', key: 'inspectWorkers', env: 'GATEWAY_INSPECT_WORKERS', path: ['inspect', 'workers'], kind: 'int', description: 'worker threads that parse large bodies, 0 = parse inline (default 1)' },
 ];
 
@@ -165,6 +166,8 @@ function parseOptionValue(spec: OptionSpec, text: string): unknown {
       if (['no', 'false', '0', 'off'].includes(v)) return false;
       return new OptionValueError(`expected yes or no, got '${text}'`);
     }
+    case 'list':
+      return t.split(',').map((x) => x.trim()).filter((x) => x !== '');
     case 'backends': {
       const items = t.split(',').map((s) => s.trim()).filter((s) => s !== '');
       if (items.length === 0) return new OptionValueError('expected a comma list of backend URLs');

@@ -112,6 +112,12 @@ export const fileSchema = z.strictObject({
       public_health_details: z.boolean().default(false),
     })
     .prefault({}),
+  cors: z
+    .strictObject({
+      // origins allowed besides Ollama's defaults, as OLLAMA_ORIGINS: exact, or with one * wildcard
+      origins: z.array(z.string().min(1)).default([]),
+    })
+    .prefault({}),
   aliases: z.record(z.string().min(1), z.string().min(1, 'an alias needs a target model')).default({}),
   management: z
     .strictObject({
@@ -242,6 +248,7 @@ export interface GatewayConfig {
   }[];
   readonly auth: { readonly publicMetrics: boolean; readonly publicStatus: boolean; readonly publicHealthDetails: boolean };
   readonly budgets: { readonly outputEstimateTokens: number };
+  readonly cors: { readonly origins: readonly string[] };
   /** client-facing name -> the model the fleet serves */
   readonly aliases: Readonly<Record<string, string>>;
   readonly management: { readonly enabled: boolean };
@@ -315,6 +322,7 @@ export function freezeConfig(f: FileConfig): GatewayConfig {
     })),
     auth: { publicMetrics: f.auth.public_metrics, publicStatus: f.auth.public_status, publicHealthDetails: f.auth.public_health_details },
     budgets: { outputEstimateTokens: f.budgets.output_estimate_tokens },
+    cors: { origins: [...f.cors.origins] },
     aliases: { ...f.aliases },
     management: { enabled: f.management.enabled },
     usage: { path: f.usage.path, flushMs: ms(f.usage.flush_seconds) },

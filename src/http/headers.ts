@@ -15,8 +15,21 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
-// Not hop-by-hop, but the gateway sets these itself on the way up.
-const NOT_FORWARDED_UP = new Set(['host', 'content-length', 'expect', 'x-request-id', 'x-gateway-backend']);
+// Not hop-by-hop, but the gateway sets these itself on the way up. Origin: the gateway has
+// decided the request's CORS itself (http/cors.ts); the backend's own policy must not refuse
+// what the gateway allowed.
+const NOT_FORWARDED_UP = new Set(['host', 'content-length', 'expect', 'x-request-id', 'x-gateway-backend', 'origin']);
+
+// The backend's CORS answer: the gateway gives its own.
+const NOT_FORWARDED_DOWN = new Set([
+  'access-control-allow-origin',
+  'access-control-allow-methods',
+  'access-control-allow-headers',
+  'access-control-allow-credentials',
+  'access-control-expose-headers',
+  'access-control-max-age',
+  'vary',
+]);
 
 function connectionTokens(h: IncomingHttpHeaders): Set<string> | undefined {
   const c = h['connection'];
@@ -50,7 +63,7 @@ export function downstreamHeaders(h: IncomingHttpHeaders, requestId: string): Ou
   const named = connectionTokens(h);
   const out: OutgoingHttpHeaders = {};
   for (const [k, v] of Object.entries(h)) {
-    if (v === undefined || HOP_BY_HOP.has(k) || named?.has(k)) continue;
+    if (v === undefined || HOP_BY_HOP.has(k) || NOT_FORWARDED_DOWN.has(k) || named?.has(k)) continue;
     out[k] = v;
   }
   out['x-request-id'] = requestId;

@@ -8,6 +8,7 @@ import type { GatewayConfig } from '../config/schema.js';
 import { GatewayError, errorBody, flavorOf, isGatewayError } from '../errors.js';
 import { RequestContext } from './context.js';
 import { BodyMemory } from './body.js';
+import { Cors } from './cors.js';
 import { classifyRoute, type RouteKind } from './routes.js';
 import { clip } from '../text/clip.js';
 
@@ -29,6 +30,7 @@ export interface FrontHandlers {
 
 export function createFront(cfg: GatewayConfig, handlers: FrontHandlers, log: Logger): Server {
   const bodies = new BodyMemory(cfg.limits.maxBufferedBodyBytes);
+  const cors = new Cors(cfg.cors.origins);
   const server = createServer(
     {
       maxHeaderSize: cfg.limits.maxHeaderBytes,
@@ -40,7 +42,7 @@ export function createFront(cfg: GatewayConfig, handlers: FrontHandlers, log: Lo
       noDelay: true,
       requireHostHeader: false,
     },
-    (req, res) => void handle(req, res, handlers, log, cfg, bodies),
+    (req, res) => void handle(req, res, handlers, log, cfg, bodies, cors),
   );
   // past it, a new connection is closed at once (a slowloris flood cannot take every file descriptor)
   server.maxConnections = cfg.limits.maxConnections;
@@ -48,10 +50,18 @@ export function createFront(cfg: GatewayConfig, handlers: FrontHandlers, log: Lo
   return server;
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, h: FrontHandlers, log: Logger, cfg: GatewayConfig, bodies: BodyMemory): Promise<void> {
+async function handle(req: IncomingMessage, res: ServerResponse, h: FrontHandlers, log: Logger, cfg: GatewayConfig, bodies: BodyMemory, cors: Cors): Promise<void> {
   const ctx = new RequestContext(req, res, bodies);
   res.setHeader('x-request-id', ctx.id);
   try {
+    const crossOrigin = cors.apply(req, res);
+    if (crossOrigin === 'forbidden') throw new GatewayError('origin_forbidden', 'origin not allowed (cors.origins)');
+    if (crossOrigin === 'preflight') {
+      ctx.record.status = 204;
+      res.writeHead(204, { 'content-length': 0 });
+      res.end();
+      return;
+    }
     if (h.draining()) throw new GatewayError('shutting_down', 'the gateway is shutting down');
     if (ctx.badPath !== undefined) throw new GatewayError('bad_path', `the request path holds ${ctx.badPath}`);
     const route = classifyRoute(ctx.record.method, ctx.path);
@@ -100,7 +110,8 @@ function sendError(ctx: RequestContext, err: GatewayError, cfg: GatewayConfig): 
     return;
   }
   ctx.record.status = err.status;
-  const body = errorBody(err, flavorOf(ctx.path));
+  // as Ollama's CORS middleware aborts: the status alone
+  const body = err.code === 'origin_forbidden' ? '' : errorBody(err, flavorOf(ctx.path));
   const headers: Record<string, string | number> = {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
