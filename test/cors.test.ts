@@ -90,9 +90,9 @@ t.test('a local web page in Chromium lists the fleet\'s models through the gatew
   const port = (site.address() as { port: number }).port;
   const tab = await browser.newPage();
   await tab.goto(`http://localhost:${port}/`);
-  await tab.waitForFunction(() => document.title !== '', undefined, { timeout: 10_000 });
+  await tab.waitForFunction('document.title !== ""', undefined, { timeout: 10_000 });
   t.match(await tab.title(), /^models:[1-9]/, 'from http://localhost:<port>, the catalog is readable');
   await tab.goto(`http://[::1]:${port}/`);
-  await tab.waitForFunction(() => document.title !== '', undefined, { timeout: 10_000 });
+  await tab.waitForFunction('document.title !== ""', undefined, { timeout: 10_000 });
   t.equal(await tab.title(), 'failed', 'from an origin Ollama would not allow, the browser is refused');
 });

@@ -61,6 +61,38 @@ export class ModelCatalog {
     this.warm = [key, ...this.warm.filter((k) => !k.startsWith(name))].slice(0, this.capacity);
   }
 
+  /** Is `model` (any runner) loaded here, as far as the gateway knows? */
+  hasLoaded(model: string): boolean {
+    const name = fullName(model);
+    return this.loaded.has(name) || this.warm.some((k) => k.startsWith(`${name}|`));
+  }
+
+  /** The gateway saw this backend unload `model` (keep_alive 0): neither warm nor in /api/ps now. */
+  noteUnloaded(model: string): void {
+    const name = fullName(model);
+    this.loaded.delete(name);
+    this.warm = this.warm.filter((k) => !k.startsWith(`${name}|`));
+  }
+
+  /** The gateway saw this backend load `model` (a preload): in /api/ps now, not after the next poll. */
+  noteLoaded(model: string, runner: string): void {
+    const name = fullName(model);
+    this.noteSent(ModelCatalog.warmKey(model, runner));
+    if (this.loaded.has(name)) return;
+    const tag = this.models.get(this.key(model));
+    const size = typeof tag?.['size'] === 'number' ? tag['size'] : 0;
+    const entry: PsEntry = {
+      name,
+      model: name,
+      size,
+      digest: tag?.digest ?? '',
+      details: tag?.['details'] ?? {},
+      expires_at: new Date(Date.now() + 300_000).toISOString(),
+      size_vram: size,
+    };
+    this.loaded = new Map([[name, entry], ...this.loaded]);
+  }
+
   /** Might this backend serve `model`? (unknown catalog: yes) */
   serves(model: string | undefined): boolean {
     if (model === undefined || !this.known) return true;

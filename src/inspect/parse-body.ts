@@ -25,6 +25,10 @@ export interface BodyFacts {
   readonly maxOutput: number | undefined;
   /** `stream_options.include_usage` was added by the gateway: the client did not ask for that chunk */
   readonly usageAdded: boolean;
+  /** `keep_alive` is zero (`0`, `"0"`, `"0s"`...): unload the model once this request is done */
+  readonly keepAliveZero: boolean;
+  /** no prompt (absent or empty) and no messages (absent or empty): Ollama's load or unload request */
+  readonly nothingToGenerate: boolean;
 }
 
 /** Where a route's output limit lives: Ollama's `options.num_predict`, or a top-level field of the OpenAI and Anthropic routes. */
@@ -126,7 +130,12 @@ export function parseBody(bytes: Uint8Array, opts: ParseOptions = {}): ParseOutc
   const usageAdded = opts.wantStreamUsage === true && stream === true && !(soObj !== undefined && soUsageKey !== undefined && soObj[soUsageKey] === true);
   const cap = opts.outputCap;
   const capped = cap !== undefined && (maxOutput === undefined || maxOutput > cap.tokens);
-  const facts: BodyFacts = { model: target ?? m, stream, runner, alias: target === undefined ? undefined : m, maxOutput: capped ? cap.tokens : maxOutput, usageAdded };
+  const keepAlive = field('keep_alive');
+  const keepAliveZero = keepAlive === 0 || (typeof keepAlive === 'string' && /^\s*0+(\.0*)?\s*(ns|us|µs|ms|s|m|h)?\s*$/.test(keepAlive));
+  const prompt = field('prompt');
+  const messages = field('messages');
+  const nothingToGenerate = (prompt === undefined || prompt === '') && (messages === undefined || (Array.isArray(messages) && messages.length === 0));
+  const facts: BodyFacts = { model: target ?? m, stream, runner, alias: target === undefined ? undefined : m, maxOutput: capped ? cap.tokens : maxOutput, usageAdded, keepAliveZero, nothingToGenerate };
   if (target === undefined && !usageAdded && !capped) return { ok: true, facts };
   if (target !== undefined) o[modelKey!] = target;
   if (usageAdded) o[keys.get('stream_options') ?? 'stream_options'] = { ...(soObj ?? {}), [soUsageKey ?? 'include_usage']: true };

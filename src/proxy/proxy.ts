@@ -28,6 +28,7 @@ import { TokenTap } from '../relay/token-tap.js';
 import { UsageChunkDrop } from '../relay/usage-drop.js';
 import { deleteEverywhere, pullEverywhere } from './fanout.js';
 import { sendUpstream, type UpstreamResponse } from './upstream.js';
+import { describeError } from '../backends/health-checker.js';
 
 export interface ProxyDeps {
   readonly registry: Registry;
@@ -127,6 +128,11 @@ export class Proxy {
     const rename = facts.alias !== undefined && facts.model !== undefined ? new ModelRename(facts.model, facts.alias) : undefined;
     ctx.transform = chain(facts.usageAdded ? new UsageChunkDrop(cfg.limits.maxEventBytes) : undefined, rename);
     mayUse(ctx, facts.model, facts.alias);
+    // Ollama's load and unload requests: a prompt-less /api/generate or message-less /api/chat.
+    // An unload (`ollama stop`, Open WebUI) takes no slot and goes to every backend that has the
+    // model loaded; a preload is a job like any other, for the backend warm-first picks
+    const nothing = (ctx.path === '/api/generate' || ctx.path === '/api/chat') && facts.nothingToGenerate && facts.model !== undefined;
+    if (nothing && facts.keepAliveZero) return this.unload(ctx, facts.model!, body);
     // a key's rate and concurrency: admitted here, released when the job ends however it ends
     const key = ctx.key;
     const release = key ? this.deps.limiter.admit(key.name, key.limits) : undefined;
@@ -144,6 +150,8 @@ export class Proxy {
         }
       }
       await this.dispatchedAdmitted(ctx, facts, body);
+      // a preload: the model is loaded there now, in /api/ps at once
+      if (nothing && ctx.record.status === 200 && ctx.record.backend !== undefined) this.deps.registry.byName(ctx.record.backend)?.catalog.noteLoaded(facts.model!, facts.runner);
     } finally {
       release?.();
       if (ctx.charge) {
@@ -169,6 +177,45 @@ export class Proxy {
     const fair = fairnessOf(ctx);
     const acquire: Acquire = (tried) => this.deps.dispatcher.acquire({ cancel: ctx.clientGoneSignal, exclude: tried, model, warmKey, api, ...fair });
     await this.forward(ctx, body, acquire, (b) => b.pool, model, true);
+  }
+
+  /**
+   * An unload: at once, without a slot, to every healthy backend that has the model loaded (all
+   * that hold it, when the gateway knows of none), answered with the backend's own answer (the
+   * first that took it). The model leaves those backends' warm view and /api/ps at once.
+   */
+  private async unload(ctx: RequestContext, model: string, body: Buffer): Promise<void> {
+    const api = apiOf(ctx.path);
+    if (!this.deps.registry.holds(model, api)) throw modelNotFound(ctx.path, model);
+    const holders = this.deps.registry.all.filter((b) => b.inRotation && b.type === 'ollama' && b.serves(model));
+    const loaded = holders.filter((b) => b.catalog.hasLoaded(model));
+    const targets = loaded.length > 0 ? loaded : holders;
+    if (targets.length === 0) throw new GatewayError('no_healthy_backend', `no healthy backend has model '${clip(model)}'`);
+    ctx.record.backend = targets.map((b) => b.name).join(',');
+    ctx.record.attempts = 1;
+    const headers = upstreamHeaders(ctx.req.headers, { requestId: ctx.id, bodyLength: body.length, remoteAddress: ctx.req.socket.remoteAddress, stripCredentials: ctx.key !== undefined });
+    const answers = await Promise.all(
+      targets.map(async (b) => {
+        try {
+          const up = await b.aux.request({ method: 'POST', path: ctx.upstreamPath, headers, body });
+          const bytes = Buffer.from(await up.body.arrayBuffer());
+          if (up.statusCode === 200) b.catalog.noteUnloaded(model);
+          return { status: up.statusCode, headers: up.headers, bytes };
+        } catch (err) {
+          return { status: 0, headers: {}, bytes: Buffer.from(describeError(err)) };
+        }
+      }),
+    );
+    const chosen = answers.find((a) => a.status === 200) ?? answers.find((a) => a.status > 0);
+    if (!chosen) throw new GatewayError('upstream_unreachable', `backend unreachable (${answers.map((a) => a.bytes.toString()).join('; ')})`);
+    const renamed = ctx.transform ? Buffer.concat([ctx.transform.push(chosen.bytes), ctx.transform.flush() ?? Buffer.alloc(0)]) : chosen.bytes;
+    const out = downstreamHeaders(chosen.headers, ctx.id);
+    out['content-length'] = renamed.length;
+    ctx.record.status = chosen.status;
+    ctx.record.bytesOut = renamed.length;
+    ctx.record.ttfbMs = performance.now() - ctx.start;
+    ctx.res.writeHead(chosen.status, out);
+    ctx.res.end(renamed);
   }
 
   /** Everything else under `/`, `/api/` and `/v1/`: straight to a backend, no slot taken. */

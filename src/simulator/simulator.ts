@@ -82,6 +82,8 @@ export interface SimStats {
   /** cold loads, and the time they took in all */
   loads: number;
   loadMs: number;
+  /** models unloaded by a keep_alive 0 request */
+  unloads: number;
 }
 
 export interface SeenRequest {
@@ -122,7 +124,7 @@ const defaultFaults = (): Faults => ({
 export class Simulator extends EventEmitter {
   readonly models: Map<string, SimModel>;
   readonly faults: Faults = defaultFaults();
-  readonly stats: SimStats = { requests: 0, active: 0, maxActive: 0, cancelled: 0, completed: 0, tokensSent: 0, byPath: {}, loads: 0, loadMs: 0 };
+  readonly stats: SimStats = { requests: 0, active: 0, maxActive: 0, cancelled: 0, completed: 0, tokensSent: 0, byPath: {}, loads: 0, loadMs: 0, unloads: 0 };
   readonly seen: SeenRequest[] = [];
   readonly recorded = new Map<string, Buffer[]>();
   parallel: number;
@@ -382,7 +384,7 @@ export class Simulator extends EventEmitter {
           return this.json(res, 200, this.faults);
         case '/_sim/reset':
           this.resetFaults();
-          Object.assign(this.stats, { requests: 0, maxActive: this.stats.active, cancelled: 0, completed: 0, tokensSent: 0, byPath: {}, loads: 0, loadMs: 0 });
+          Object.assign(this.stats, { requests: 0, maxActive: this.stats.active, cancelled: 0, completed: 0, tokensSent: 0, byPath: {}, loads: 0, loadMs: 0, unloads: 0 });
           return this.json(res, 200, this.stats);
         case '/_sim/gaps': {
           const gaps = this.idleGaps.splice(0);
@@ -460,6 +462,29 @@ export class Simulator extends EventEmitter {
     });
     this.loading = turn.catch(() => undefined);
     return turn;
+  }
+
+  /** As Ollama answers a request with nothing to generate: one JSON object, `done_reason` load or unload. */
+  private loadOrUnload(res: ServerResponse, kind: 'chat' | 'generate', asked: string, name: string, runner: string, keepAlive: unknown): void {
+    const zero = keepAlive === 0 || (typeof keepAlive === 'string' && /^0+(\.0*)?(ns|us|ms|s|m|h)?$/.test(keepAlive.trim()));
+    const answer = (reason: 'load' | 'unload') =>
+      this.json(
+        res,
+        200,
+        kind === 'chat'
+          ? { model: asked, created_at: now(), message: { role: 'assistant', content: '' }, done: true, done_reason: reason }
+          : { model: asked, created_at: now(), response: '', done: true, done_reason: reason },
+      );
+    if (zero) {
+      this.loaded.delete(name);
+      this.stats.unloads++;
+      this.changed();
+      return answer('unload');
+    }
+    void this.ensureLoaded(name, runner, new AbortController().signal).then(() => {
+      this.changed();
+      answer('load');
+    });
   }
 
   private show(_req: IncomingMessage, res: ServerResponse, body: Json | undefined): void {
@@ -639,6 +664,9 @@ export class Simulator extends EventEmitter {
     if (m.embedding) return this.error(res, seen.path, 400, `"${name}" does not support ${kind === 'chat' || kind === 'openai-chat' ? 'chat' : 'generate'}`);
     const stream = openai ? body?.['stream'] === true : body?.['stream'] !== false;
     const options = (typeof body?.['options'] === 'object' && body['options'] !== null ? body['options'] : {}) as Json;
+    // nothing to generate: Ollama's load (a preload) or, with keep_alive 0, unload (`ollama stop`)
+    const nothing = kind === 'generate' ? !(typeof body?.['prompt'] === 'string' && body['prompt'] !== '') : kind === 'chat' ? !(Array.isArray(body?.['messages']) && (body['messages'] as unknown[]).length > 0) : false;
+    if (nothing) return this.loadOrUnload(res, kind === 'chat' ? 'chat' : 'generate', name, m.name, runnerKey(options), body?.['keep_alive']);
     const maxTokens = openai ? body?.['max_tokens'] : options['num_predict'];
     const limit = typeof maxTokens === 'number' && maxTokens >= 0 ? maxTokens : undefined;
     const count = limit !== undefined ? Math.min(limit, this.tokens) : this.tokens;
