@@ -1,25 +1,18 @@
 // Configuration and the command line: layering, validation with places, one-line errors, and
 // the README's tables kept honest against the code.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { ConfigError, OPTIONS, checkConfigFile, loadConfig } from '../dist/src/config/load.js';
 import { ERRORS } from '../dist/src/errors.js';
+import { configFile } from './helpers.js';
 
 const run = promisify(execFile);
 const BIN = new URL('../bin/ollama-gateway.js', import.meta.url).pathname;
 const ROOT = new URL('..', import.meta.url).pathname;
 
-function tmpFile(t: { teardown(fn: () => void): void }, text: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'gw-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const file = join(dir, 'gateway.yaml');
-  writeFileSync(file, text);
-  return file;
-}
 
 async function cli(args: string[], env: Record<string, string> = {}) {
   try {
@@ -43,7 +36,7 @@ t.test('defaults, and the backends from a comma list', async (t) => {
 });
 
 t.test('flags override the environment, which overrides the file, which overrides defaults', async (t) => {
-  const file = tmpFile(t, 'listen: 0.0.0.0:9000\nqueue:\n  size: 5\n  max_wait_seconds: 7\nslots_per_backend: 2\nbackends:\n  - url: http://file:1\n    name: f\n    slots: 4\n  - url: http://file:2\n');
+  const file = configFile(t, 'listen: 0.0.0.0:9000\nqueue:\n  size: 5\n  max_wait_seconds: 7\nslots_per_backend: 2\nbackends:\n  - url: http://file:1\n    name: f\n    slots: 4\n  - url: http://file:2\n');
   const onlyFile = loadConfig({ file, env: {} });
   t.same(onlyFile.backends, [
     { name: 'f', url: 'http://file:1', slots: 4, type: 'ollama', healthPath: undefined },
@@ -64,7 +57,7 @@ t.test('flags override the environment, which overrides the file, which override
 });
 
 t.test('every problem in a file, each with its line and column', async (t) => {
-  const file = tmpFile(t, 'listen: nope\nbackends:\n  - url: ftp://x\n    slots: 0\n  - url: http://a:1\n    nmae: x\nqueue:\n  size: abc\n');
+  const file = configFile(t, 'listen: nope\nbackends:\n  - url: ftp://x\n    slots: 0\n  - url: http://a:1\n    nmae: x\nqueue:\n  size: abc\n');
   const problems = checkConfigFile(file);
   t.same(
     problems.map((p) => [p.where.slice(file.length), p.path]),
@@ -76,10 +69,10 @@ t.test('every problem in a file, each with its line and column', async (t) => {
       [':8:9', 'queue.size'],
     ],
   );
-  const syntax = tmpFile(t, 'backends: [\n  - x\n');
+  const syntax = configFile(t, 'backends: [\n  - x\n');
   t.match(checkConfigFile(syntax)[0], { where: new RegExp(`${syntax}:\\d+:\\d+`) });
   t.same(checkConfigFile(join(ROOT, 'gateway.example.yaml')), [], 'the example file is valid');
-  const dup = tmpFile(t, 'backends:\n  - url: http://a:1\n  - url: http://a:1/\n');
+  const dup = configFile(t, 'backends:\n  - url: http://a:1\n  - url: http://a:1/\n');
   t.match(checkConfigFile(dup), [{ path: 'backends[1].url', message: /already backend 1/ }]);
 });
 
@@ -106,7 +99,7 @@ t.test('CLI: --version, --help, check-config, and one-line errors', async (t) =>
   const ok = await cli(['check-config', join(ROOT, 'gateway.example.yaml')]);
   t.equal(ok.code, 0);
   t.match(ok.stdout, /ok \(3 backend/);
-  const bad = await cli(['check-config', tmpFile(t, 'backends: []\nfoo: 1\n')]);
+  const bad = await cli(['check-config', configFile(t, 'backends: []\nfoo: 1\n')]);
   t.equal(bad.code, 1);
   t.match(bad.stderr, /:1:11: backends: /);
   t.match(bad.stderr, /:2:6: foo: unknown option/);

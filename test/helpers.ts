@@ -1,5 +1,8 @@
 // Test fixtures: simulators and a gateway on port 0, log lines captured, everything closed in
 // teardown. Tests drive them with real HTTP clients over loopback.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { connect, type Socket } from 'node:net';
 import { pino } from 'pino';
@@ -68,6 +71,15 @@ export async function startGateway(
   const gateway = await Gateway.start({ config, logger });
   t.teardown(() => gateway.stop(0));
   return { gateway, url: gateway.url, logs };
+}
+
+/** A config file in a temporary directory, removed in teardown. */
+export function configFile(t: Teardown, yaml: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'gw-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'gateway.yaml');
+  writeFileSync(file, yaml);
+  return file;
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -13,18 +13,11 @@ import t from 'tap';
 import { request } from 'undici';
 import { hashKey } from '../dist/src/auth/keys.js';
 import { UsageChunkDrop } from '../dist/src/relay/usage-drop.js';
-import { chat, get, post, rawConnect, readAll, settled, sleep, startGateway, startSims, until } from './helpers.js';
+import { chat, configFile, get, post, rawConnect, readAll, settled, sleep, startGateway, startSims, until } from './helpers.js';
 
 const BIN = new URL('../bin/ollama-gateway.js', import.meta.url).pathname;
 const APP = 'ogw_hostile-faults-app-0123456789';
 
-function configFile(t: { teardown(fn: () => unknown): void }, yaml: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'gw-faults-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const file = join(dir, 'gateway.yaml');
-  writeFileSync(file, yaml);
-  return file;
-}
 
 const backendsYaml = (urls: readonly string[]) => `backends:\n${urls.map((u) => `  - {url: "${u}"}`).join('\n')}\n`;
 

@@ -1,26 +1,16 @@
 // The holes a hostile test found in the front (issue 10, points 1 to 6): percent-encoded paths,
 // case-variant JSON keys, aliases past a key's globs, credentials in backend URLs, fields of any
 // size in logs and errors, and /healthz details. Each case failed on the code before the fix.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
 import { hashKey } from '../dist/src/auth/keys.js';
 import { loadConfig } from '../dist/src/config/load.js';
 import { normalizePath } from '../dist/src/http/normalize-path.js';
-import { chat, get, post, rawConnect, readAll, settled, startGateway, startSims, until } from './helpers.js';
+import { chat, configFile, get, post, rawConnect, readAll, settled, startGateway, startSims, until } from './helpers.js';
 
 const APP = 'ogw_hostile-app-key-0123456789abcdef';
 const ADMIN = 'ogw_hostile-admin-key-0123456789abcdef';
 
-function configFile(t: { teardown(fn: () => unknown): void }, yaml: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'gw-hostile-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const file = join(dir, 'gateway.yaml');
-  writeFileSync(file, yaml);
-  return file;
-}
 
 const keysYaml = (appModels: string) =>
   `keys:\n  - name: app\n    sha256: ${hashKey(APP)}\n    models: ${appModels}\n  - name: ops\n    sha256: ${hashKey(ADMIN)}\n    admin: true\n`;
