@@ -19,7 +19,7 @@ export const ERRORS = {
   model_forbidden: { status: 403, description: 'The key may not use this model (`keys[].models`).' },
   origin_forbidden: { status: 403, description: 'A browser request from an origin that `cors.origins` (and Ollama\'s defaults: localhost, 127.0.0.1, 0.0.0.0, app://, file://, tauri://, vscode-webview://) does not allow; empty body, as Ollama answers.' },
   management_disabled: { status: 403, description: 'Model management (pull, push, create, copy, delete, blobs) is off: `management.enabled`.' },
-  not_found: { status: 404, description: 'No such route on the gateway.' },
+  not_found: { status: 404, description: 'No such route on the gateway: `404 page not found` as text/plain, as Ollama (gin) answers.' },
   backend_not_found: { status: 404, description: '`X-Gateway-Backend` names no backend in rotation.' },
   model_not_found: { status: 404, description: 'No backend in the fleet holds the requested model.' },
   body_too_large: { status: 413, description: 'The request body is larger than `limits.max_body_bytes`.' },

@@ -26,12 +26,19 @@ t.test('malformed JSON: 400 with a JSON error, in each API\'s shape, and the gat
   t.equal((await post(url, '/api/chat', chat('ok', { stream: false }))).status, 200, 'still serving');
 });
 
-t.test('unknown path: 404 with a JSON error', async (t) => {
+t.test('unknown path: 404 page not found as text/plain, as gin answers; HEAD where Ollama has no HEAD: 405', async (t) => {
   const [sim] = await startSims(t, 1);
   const { url } = await startGateway(t, [sim!]);
   const r = await get(url, '/nope');
   t.equal(r.status, 404);
-  t.match(r.json(), { error: /404 page not found/ });
+  t.equal(r.text, '404 page not found');
+  t.equal(r.headers['content-type'], 'text/plain; charset=utf-8');
+  for (const path of ['/', '/api/tags', '/api/version']) t.equal((await request(url + path, { method: 'HEAD' })).statusCode, 200, `HEAD ${path}`);
+  for (const path of ['/api/ps', '/v1/models']) {
+    const head = await request(url + path, { method: 'HEAD' });
+    await head.body.dump();
+    t.equal(head.statusCode, 405, `HEAD ${path} is 405, as Ollama answers`);
+  }
 });
 
 t.test('oversize body: 413 before it is read, declared or chunked', async (t) => {

@@ -26,9 +26,12 @@ export const CATALOG_PATHS: ReadonlySet<string> = new Set(['/', '/api/version', 
 /** Model management: changes what a backend holds; off unless enabled, and aimed at one backend. */
 export const MANAGEMENT_PATHS: ReadonlySet<string> = new Set(['/api/pull', '/api/push', '/api/create', '/api/copy', '/api/delete']);
 
+/** The catalog routes Ollama also serves to HEAD; on the others HEAD is a 405, the backend's to give. */
+const HEAD_PATHS: ReadonlySet<string> = new Set(['/', '/api/version', '/api/tags']);
+
 export function classifyRoute(method: string, path: string): RouteKind {
   if (GATEWAY_PATHS.has(path)) return 'gateway';
-  if ((method === 'GET' || method === 'HEAD') && (CATALOG_PATHS.has(path) || path.startsWith('/v1/models/'))) return 'catalog';
+  if ((method === 'GET' && (CATALOG_PATHS.has(path) || path.startsWith('/v1/models/'))) || (method === 'HEAD' && HEAD_PATHS.has(path))) return 'catalog';
   if (method === 'POST' && DISPATCHED_PATHS.has(path)) return 'dispatch';
   if (MANAGEMENT_PATHS.has(path) || path.startsWith('/api/blobs/')) return 'management';
   if (path === '/' || path.startsWith('/api/') || path.startsWith('/v1/')) return 'passthrough';

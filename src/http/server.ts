@@ -110,10 +110,11 @@ function sendError(ctx: RequestContext, err: GatewayError, cfg: GatewayConfig): 
     return;
   }
   ctx.record.status = err.status;
-  // as Ollama's CORS middleware aborts: the status alone
-  const body = err.code === 'origin_forbidden' ? '' : errorBody(err, flavorOf(ctx.path));
+  // as Ollama's CORS middleware aborts: the status alone; and an unknown path as gin answers it
+  const plain = err.code === 'not_found';
+  const body = err.code === 'origin_forbidden' ? '' : plain ? '404 page not found' : errorBody(err, flavorOf(ctx.path));
   const headers: Record<string, string | number> = {
-    'content-type': 'application/json; charset=utf-8',
+    'content-type': plain ? 'text/plain; charset=utf-8' : 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
   };
   if (err.retryAfter) headers['retry-after'] = err.retryAfterSeconds ?? cfg.queue.retryAfterSeconds;
