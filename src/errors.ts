@@ -72,9 +72,10 @@ export function isGatewayError(err: unknown): err is GatewayError {
 }
 
 /** Which API's error shape a route speaks. */
-export type ApiFlavor = 'ollama' | 'openai';
+export type ApiFlavor = 'ollama' | 'openai' | 'anthropic';
 
 export function flavorOf(path: string): ApiFlavor {
+  if (path === '/v1/messages' || path.startsWith('/v1/messages/')) return 'anthropic';
   return path.startsWith('/v1/') || path === '/v1' ? 'openai' : 'ollama';
 }
 
@@ -93,8 +94,29 @@ export function toOpenAIBody(err: GatewayError): OpenAIErrorBody {
   return { error: { message: err.message, type, param: null, code: err.code } };
 }
 
-export function errorBody(err: GatewayError, flavor: ApiFlavor): string {
-  return JSON.stringify(flavor === 'openai' ? toOpenAIBody(err) : toOllamaBody(err));
+export interface AnthropicErrorBody {
+  type: 'error';
+  error: { type: string; message: string };
+  request_id?: string;
+}
+
+/** Anthropic's shape, as Ollama's Messages route writes it (middleware/anthropic.go), with its error types per status. */
+export function toAnthropicBody(err: GatewayError, requestId?: string): AnthropicErrorBody {
+  const s = err.status;
+  const type =
+    s === 400 ? 'invalid_request_error'
+    : s === 401 ? 'authentication_error'
+    : s === 403 ? 'permission_error'
+    : s === 404 ? 'not_found_error'
+    : s === 413 ? 'request_too_large'
+    : s === 429 ? 'rate_limit_error'
+    : s === 503 ? 'overloaded_error'
+    : 'api_error';
+  return { type: 'error', error: { type, message: err.message }, ...(requestId ? { request_id: requestId } : {}) };
+}
+
+export function errorBody(err: GatewayError, flavor: ApiFlavor, requestId?: string): string {
+  return JSON.stringify(flavor === 'openai' ? toOpenAIBody(err) : flavor === 'anthropic' ? toAnthropicBody(err, requestId) : toOllamaBody(err));
 }
 
 /** What to tell a client that wants to retry later, in seconds. */

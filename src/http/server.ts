@@ -112,7 +112,7 @@ function sendError(ctx: RequestContext, err: GatewayError, cfg: GatewayConfig): 
   ctx.record.status = err.status;
   // as Ollama's CORS middleware aborts: the status alone; and an unknown path as gin answers it
   const plain = err.code === 'not_found';
-  const body = err.code === 'origin_forbidden' ? '' : plain ? '404 page not found' : errorBody(err, flavorOf(ctx.path));
+  const body = err.code === 'origin_forbidden' ? '' : plain ? '404 page not found' : errorBody(err, flavorOf(ctx.path), ctx.id);
   const headers: Record<string, string | number> = {
     'content-type': plain ? 'text/plain; charset=utf-8' : 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),

@@ -11,7 +11,7 @@ import { fullName } from '../models/name.js';
 import type { Registry } from '../backends/registry.js';
 import type { GatewayConfig } from '../config/schema.js';
 import type { Dispatcher, Lease } from '../dispatch/dispatcher.js';
-import { GatewayError, isGatewayError } from '../errors.js';
+import { GatewayError, flavorOf, isGatewayError } from '../errors.js';
 import { readBody } from '../http/body.js';
 import type { RequestContext } from '../http/context.js';
 import { downstreamHeaders, upstreamHeaders } from '../http/headers.js';
@@ -412,7 +412,7 @@ export class Proxy {
       if (endCheck && endCheck.verdict(tap.tail()) === 'cut_short') {
         const ge = new GatewayError('upstream_failed', `backend ${b.name} ended the stream without its final chunk`);
         ctx.record.code = ge.code;
-        endWithError(res, kind, ge, progress.atLineStart);
+        endWithError(res, kind, ge, progress.atLineStart, flavorOf(ctx.path));
       } else {
         res.end();
       }
@@ -423,7 +423,7 @@ export class Proxy {
       if (!up.body.readableEnded) up.body.destroy();
       ctx.record.code = ge.code;
       if (ge.code === 'upstream_failed') b.failure('traffic', ge.message);
-      endWithError(res, kind, ge, progress.atLineStart);
+      endWithError(res, kind, ge, progress.atLineStart, flavorOf(ctx.path));
     } finally {
       up.done();
       ctx.record.bytesOut = progress.bytes;

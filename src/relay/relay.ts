@@ -7,7 +7,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { GatewayError, toOpenAIBody } from '../errors.js';
+import { GatewayError, toAnthropicBody, toOpenAIBody, type ApiFlavor } from '../errors.js';
 import type { Cancellation } from '../http/cancel.js';
 import type { ChunkTransform } from './chunk-transform.js';
 import type { StreamEndCheck } from './stream-end.js';
@@ -151,12 +151,19 @@ export function streamKind(contentType: string | undefined): StreamKind {
   return 'other';
 }
 
-/** End a response whose headers are already out after an upstream failure. */
-export function endWithError(res: ServerResponse, kind: StreamKind, err: GatewayError, atLineStart: boolean): void {
+/**
+ * End a response whose headers are already out after an upstream failure, in the stream's own
+ * grammar: Ollama's final `{"error"}` line, OpenAI's error object as a `data:` event, or
+ * Anthropic's `event: error` (an unnamed event is ignored by the Anthropic SDK, which would take
+ * a cut answer for a whole one).
+ */
+export function endWithError(res: ServerResponse, kind: StreamKind, err: GatewayError, atLineStart: boolean, flavor: ApiFlavor = 'openai'): void {
   if (res.destroyed) return;
   const sep = atLineStart ? '' : '\n';
   if (kind === 'ndjson') {
     res.end(`${sep}${JSON.stringify({ error: err.message })}\n`);
+  } else if (kind === 'sse' && flavor === 'anthropic') {
+    res.end(`${sep}event: error\ndata: ${JSON.stringify(toAnthropicBody(err))}\n\n`);
   } else if (kind === 'sse') {
     res.end(`${sep}data: ${JSON.stringify(toOpenAIBody(err))}\n\n`);
   } else {

@@ -20,13 +20,16 @@ function splitAcross(a: Buffer, b: Buffer): boolean {
 
 export type EndVerdict = 'complete' | 'backend_error' | 'cut_short';
 
+/** The grammars whose end is checked: Ollama's NDJSON, OpenAI's SSE, Anthropic's named-event SSE. */
+export type EndKind = 'ndjson' | 'sse' | 'anthropic';
+
 export class StreamEndCheck {
   private sawDone = false;
   /** the end of the previous chunk, for a marker split across two chunks */
   private readonly prev = Buffer.allocUnsafe(DONE.length - 1);
   private prevLength = 0;
 
-  constructor(private readonly kind: 'ndjson' | 'sse') {}
+  constructor(private readonly kind: EndKind) {}
 
   push(chunk: Buffer): void {
     if (this.kind !== 'ndjson' || this.sawDone) return;
@@ -54,14 +57,20 @@ export class StreamEndCheck {
       if (this.sawDone) return 'complete';
       return lastLine.startsWith('{"error"') ? 'backend_error' : 'cut_short';
     }
+    if (this.kind === 'anthropic') {
+      // the last event of a whole message is message_stop; a backend's own failure is an error event
+      if (/event: ?message_stop\s*\r?\n\s*data:[^\n]*\s*$/.test(tail) || tail.trimEnd().endsWith('{"type":"message_stop"}')) return 'complete';
+      return /event: ?error\s*\r?\n/.test(tail) ? 'backend_error' : 'cut_short';
+    }
     if (tail.trimEnd().endsWith(SSE_DONE)) return 'complete';
     return lastLine.startsWith('data: {"error"') ? 'backend_error' : 'cut_short';
   }
 }
 
 /** The routes whose streams must end with a final marker, and which marker. */
-export function expectedEnd(path: string, contentKind: 'ndjson' | 'sse' | 'other'): 'ndjson' | 'sse' | undefined {
+export function expectedEnd(path: string, contentKind: 'ndjson' | 'sse' | 'other'): EndKind | undefined {
   if (contentKind === 'ndjson' && (path === '/api/chat' || path === '/api/generate')) return 'ndjson';
   if (contentKind === 'sse' && (path === '/v1/chat/completions' || path === '/v1/completions')) return 'sse';
+  if (contentKind === 'sse' && path === '/v1/messages') return 'anthropic';
   return undefined;
 }

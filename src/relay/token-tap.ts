@@ -11,6 +11,9 @@ const PATTERNS = {
   ollamaCompletion: /"eval_count":\s*(\d+)/g,
   openaiPrompt: /"prompt_tokens":\s*(\d+)/g,
   openaiCompletion: /"completion_tokens":\s*(\d+)/g,
+  // Anthropic Messages: message_start's input_tokens, message_delta's (cumulative) output_tokens
+  anthropicPrompt: /"input_tokens":\s*(\d+)/g,
+  anthropicCompletion: /"output_tokens":\s*(\d+)/g,
 };
 
 export interface TokenCounts {
@@ -26,9 +29,13 @@ export class TokenTap {
   private held = 0;
 
   private memo: string | undefined;
+  /** the stream's first bytes: an Anthropic stream says its input tokens in its first event, message_start */
+  private readonly head = Buffer.allocUnsafe(KEEP_BYTES);
+  private headLength = 0;
 
   push(chunk: Buffer): void {
     this.memo = undefined;
+    if (this.headLength < KEEP_BYTES) this.headLength += chunk.copy(this.head, this.headLength, 0, Math.min(chunk.length, KEEP_BYTES - this.headLength));
     let from = Math.max(0, chunk.length - KEEP_BYTES);
     while (from < chunk.length) {
       const n = chunk.copy(this.ring, this.at, from, Math.min(chunk.length, from + KEEP_BYTES - this.at));
@@ -52,8 +59,8 @@ export class TokenTap {
 
   counts(tail = this.tail()): TokenCounts {
     return {
-      prompt: last(tail, PATTERNS.ollamaPrompt) ?? last(tail, PATTERNS.openaiPrompt),
-      completion: last(tail, PATTERNS.ollamaCompletion) ?? last(tail, PATTERNS.openaiCompletion),
+      prompt: last(tail, PATTERNS.ollamaPrompt) ?? last(tail, PATTERNS.openaiPrompt) ?? last(tail, PATTERNS.anthropicPrompt) ?? last(this.head.toString('latin1', 0, this.headLength), PATTERNS.anthropicPrompt),
+      completion: last(tail, PATTERNS.ollamaCompletion) ?? last(tail, PATTERNS.openaiCompletion) ?? last(tail, PATTERNS.anthropicCompletion),
     };
   }
 }

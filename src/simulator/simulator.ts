@@ -301,6 +301,7 @@ export class Simulator extends EventEmitter {
       '/v1/chat/completions': { POST: (q, r, b, s) => this.generate(q, r, b, s, 'openai-chat') },
       '/v1/completions': { POST: (q, r, b, s) => this.generate(q, r, b, s, 'openai-completion') },
       '/v1/embeddings': { POST: (q, r, b, s) => this.embed(q, r, b, s, 'openai') },
+      '/v1/messages': { POST: (q, r, b, s) => this.generate(q, r, b, s, 'anthropic') },
       '/v1/models': { GET: (_q, r) => this.json(r, 200, { object: 'list', data: this.models.size ? [...this.models.values()].map(openAIModel) : null }, 'application/json') },
     };
   }
@@ -419,7 +420,10 @@ export class Simulator extends EventEmitter {
 
   /** Errors in the route's own shape: native `{"error"}` or OpenAI's object. */
   private error(res: ServerResponse, path: string, status: number, message: string): void {
-    if (path.startsWith('/v1/')) {
+    if (path === '/v1/messages') {
+      const type = status === 400 ? 'invalid_request_error' : status === 404 ? 'not_found_error' : status === 503 ? 'overloaded_error' : 'api_error';
+      this.json(res, status, { type: 'error', error: { type, message }, request_id: `req_${++this.seq}` }, 'application/json');
+    } else if (path.startsWith('/v1/')) {
       const type = status === 400 ? 'invalid_request_error' : status === 404 ? 'not_found_error' : 'api_error';
       this.json(res, status, { error: { message, type, param: null, code: null } }, 'application/json');
     } else {
@@ -654,9 +658,10 @@ export class Simulator extends EventEmitter {
     res: ServerResponse,
     body: Json | undefined,
     seen: SeenRequest,
-    kind: 'generate' | 'chat' | 'openai-chat' | 'openai-completion',
+    kind: 'generate' | 'chat' | 'openai-chat' | 'openai-completion' | 'anthropic',
   ): void {
-    const openai = kind.startsWith('openai');
+    // the OpenAI and Anthropic routes: SSE, streamed only when asked, `max_tokens`
+    const openai = kind.startsWith('openai') || kind === 'anthropic';
     const name = typeof body?.['model'] === 'string' ? body['model'] : '';
     if (!name) return this.error(res, seen.path, 400, 'model is required');
     const m = this.models.get(this.key(name));
@@ -768,13 +773,26 @@ class ChunkFormat {
   private readonly created = Math.floor(Date.now() / 1000);
 
   constructor(
-    private readonly kind: 'generate' | 'chat' | 'openai-chat' | 'openai-completion',
+    private readonly kind: 'generate' | 'chat' | 'openai-chat' | 'openai-completion' | 'anthropic',
     private readonly model: string,
     private readonly promptTokens: number,
   ) {}
 
   token(text: string, first: boolean): string {
     switch (this.kind) {
+      case 'anthropic': {
+        // Ollama's Anthropic Messages stream (middleware/anthropic.go): named events
+        const delta = event('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text } });
+        if (!first) return delta;
+        return (
+          event('message_start', {
+            type: 'message_start',
+            message: { id: `msg_${this.id}`, type: 'message', role: 'assistant', model: this.model, content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: this.promptTokens, output_tokens: 0 } },
+          }) +
+          event('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }) +
+          delta
+        );
+      }
       case 'chat':
         return `${JSON.stringify({ model: this.model, created_at: now(), message: { role: 'assistant', content: text }, done: false })}\n`;
       case 'generate':
@@ -817,6 +835,12 @@ class ChunkFormat {
 
   final(count: number, doneReason: string, totalNs: number, promptNs: number, evalNs: number, includeUsage: boolean): string {
     switch (this.kind) {
+      case 'anthropic':
+        return (
+          event('content_block_stop', { type: 'content_block_stop', index: 0 }) +
+          event('message_delta', { type: 'message_delta', delta: { stop_reason: doneReason === 'length' ? 'max_tokens' : 'end_turn', stop_sequence: null }, usage: { output_tokens: count } }) +
+          event('message_stop', { type: 'message_stop' })
+        );
       case 'chat':
         return `${JSON.stringify({ model: this.model, created_at: now(), message: { role: 'assistant', content: '' }, done: true, done_reason: doneReason, ...this.metrics(count, totalNs, promptNs, evalNs) })}\n`;
       case 'generate':
@@ -838,6 +862,17 @@ class ChunkFormat {
 
   whole(text: string, count: number, doneReason: string, totalNs: number, promptNs: number, evalNs: number): Json {
     switch (this.kind) {
+      case 'anthropic':
+        return {
+          id: `msg_${this.id}`,
+          type: 'message',
+          role: 'assistant',
+          model: this.model,
+          content: [{ type: 'text', text }],
+          stop_reason: doneReason === 'length' ? 'max_tokens' : 'end_turn',
+          stop_sequence: null,
+          usage: { input_tokens: this.promptTokens, output_tokens: count },
+        };
       case 'chat':
         return { model: this.model, created_at: now(), message: { role: 'assistant', content: text }, done: true, done_reason: doneReason, ...this.metrics(count, totalNs, promptNs, evalNs) };
       case 'generate':
@@ -864,6 +899,10 @@ class ChunkFormat {
         };
     }
   }
+}
+
+function event(name: string, o: unknown): string {
+  return `event: ${name}\ndata: ${JSON.stringify(o)}\n\n`;
 }
 
 function sse(o: unknown): string {
