@@ -95,15 +95,19 @@ t.test('a backend that dies while holding requests with no byte yet: they are re
   t.match(await logs.requestLine('stuck'), { backend: 'sim2', attempts: 2, status: 200 });
 });
 
-t.test('a backend that hangs before headers: the header timeout sends the job elsewhere', async (t) => {
+t.test('a backend that hangs before headers on generations: 504 at the header timeout, the job withdrawn and never re-run elsewhere; the backend counted as failing', async (t) => {
   const sims = await startSims(t, 2, { ttftMs: 0, tokenMs: 0, tokens: 2 });
   sims[0]!.setFaults({ hangBeforeHeaders: true });
-  const { url, logs } = await startGateway(t, sims, { headersTimeoutSeconds: '0.3' });
+  const { url, logs, gateway } = await startGateway(t, sims, { headersTimeoutSeconds: '0.3' });
   const reply = await post(url, '/api/chat', chat('x'), { headers: { 'x-request-id': 'slow' } });
-  t.equal(reply.status, 200);
-  t.match(await logs.requestLine('slow'), { backend: 'sim2', attempts: 2 });
+  t.equal(reply.status, 504);
+  t.match(await logs.requestLine('slow'), { backend: 'sim1', attempts: 1, code: 'upstream_timeout' });
   await sims[0]!.waitFor(() => sims[0]!.stats.cancelled === 1);
   t.pass('the hung backend saw the request withdrawn');
+  t.equal(sims[1]!.stats.requests, 0, 'the other backend never ran it');
+  for (let i = 0; i < gateway.config.health.unhealthyAfter - 1; i++) await post(url, '/api/chat', chat(`again ${i}`));
+  t.equal(gateway.registry.byName('sim1')!.healthy, false, 'after unhealthy_after header timeouts it is out of rotation');
+  t.equal((await post(url, '/api/chat', chat('then'))).status, 200, 'and the next job goes to the other');
 });
 
 t.test('every backend fails: the last failure is the answer (502/504), no hang', async (t) => {

@@ -176,7 +176,10 @@ export class Proxy {
     const warmKey = model === undefined ? undefined : ModelCatalog.warmKey(model, facts.runner);
     const fair = fairnessOf(ctx);
     const acquire: Acquire = (tried) => this.deps.dispatcher.acquire({ cancel: ctx.clientGoneSignal, exclude: tried, model, warmKey, api, ...fair });
-    await this.forward(ctx, body, acquire, (b) => b.pool, model, true);
+    // an answer that is not streamed comes whole at the end: however long the job takes, its
+    // headers come only then, so no header timeout cuts it (and re-runs it on another backend)
+    const whole = !streams(ctx.path, facts.stream);
+    await this.forward(ctx, body, acquire, (b) => b.pool, model, true, whole ? 0 : undefined);
   }
 
   /**
@@ -309,7 +312,15 @@ export class Proxy {
    * health like a refused connection (a box that answers 500 to everything leaves rotation), a
    * 503 ("server busy") backs the backend off for a moment instead (issue 10.10, 10.11).
    */
-  private async forward(ctx: RequestContext, body: Buffer | undefined, acquire: Acquire, via: (b: Backend) => UndiciDispatcher, model?: string, generation = false): Promise<void> {
+  private async forward(
+    ctx: RequestContext,
+    body: Buffer | undefined,
+    acquire: Acquire,
+    via: (b: Backend) => UndiciDispatcher,
+    model?: string,
+    generation = false,
+    headersTimeoutMs?: number,
+  ): Promise<void> {
     const maxAttempts = this.deps.config().retry.maxAttempts;
     const tried = new Set<Backend>();
     let lastErr: GatewayError | undefined;
@@ -342,14 +353,18 @@ export class Proxy {
               path: ctx.upstreamPath,
               headers: upstreamHeaders(ctx.req.headers, { requestId: ctx.id, bodyLength: body?.length, remoteAddress: ctx.req.socket.remoteAddress, stripCredentials: ctx.key !== undefined }),
               body,
+              generation,
+              ...(headersTimeoutMs !== undefined ? { headersTimeoutMs } : {}),
             },
             ctx.clientGoneSignal,
             this.deps.deadline,
           );
         } catch (err) {
           const ge = err as GatewayError;
+          // a backend that let a job's header timeout pass counts as failing, retried or not
+          if (ge.code === 'upstream_timeout') b.failure('traffic', ge.message);
           if (!ge.retryable) throw ge;
-          b.failure('traffic', ge.message);
+          if (ge.code !== 'upstream_timeout') b.failure('traffic', ge.message);
           if (attempt >= maxAttempts) throw ge;
           lastErr = ge;
           continue;

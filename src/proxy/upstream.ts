@@ -14,6 +14,14 @@ export interface UpstreamRequest {
   readonly path: string;
   readonly headers: Record<string, string | string[]>;
   readonly body: Buffer | undefined;
+  /**
+   * A generation: once sent, the backend may be working on it, so a header timeout is not
+   * retried elsewhere (a job must never run on two backends at once); a backend that has hung
+   * is taken out by its probes, and what it holds without a byte yet goes elsewhere then.
+   */
+  readonly generation?: boolean;
+  /** wait this long for response headers (0: no limit; undefined: the pool's) */
+  readonly headersTimeoutMs?: number;
 }
 
 export interface UpstreamResponse {
@@ -91,7 +99,7 @@ export async function sendUpstream(
     const code = errCode(err);
     const detail = `${backend.name}: ${describeError(err)}`;
     if (code === 'UND_ERR_HEADERS_TIMEOUT') {
-      return new GatewayError('upstream_timeout', `backend sent no response headers in time (${detail})`, { cause: err, retryable: beforeHeaders });
+      return new GatewayError('upstream_timeout', `backend sent no response headers in time (${detail})`, { cause: err, retryable: beforeHeaders && req.generation !== true });
     }
     if (code === 'UND_ERR_BODY_TIMEOUT') return new GatewayError('upstream_idle_timeout', `backend went silent mid-response (${detail})`, { cause: err });
     if (code !== undefined && UNREACHABLE.has(code)) {
@@ -109,6 +117,7 @@ export async function sendUpstream(
       headers: req.headers,
       body: req.body,
       signal: ac,
+      ...(req.headersTimeoutMs !== undefined ? { headersTimeout: req.headersTimeoutMs } : {}),
     });
     return { statusCode: res.statusCode, headers: res.headers, body: res.body, done, classify: (err) => classify(err, false) };
   } catch (err) {
