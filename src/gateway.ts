@@ -30,7 +30,7 @@ import { MemoryUsageStore, type UsageStore } from './usage/store.js';
 import type { RouteKind } from './http/routes.js';
 import { STATUS_PAGE } from './status/page.js';
 import { DISPATCHED_PATHS, GATEWAY_PATHS, routeLabel } from './http/routes.js';
-import { fullName } from './models/name.js';
+import { modelKey } from './models/name.js';
 import { createServer } from 'node:http';
 import { Proxy } from './proxy/proxy.js';
 
@@ -414,8 +414,8 @@ export class Gateway {
   private modelLabel(model: string | undefined): string {
     if (model === undefined) return 'none';
     if (Object.hasOwn(this.cfg.aliases, model)) return model;
-    const full = fullName(model);
-    return this.registry.all.some((b) => b.catalog.models.has(full) || b.catalog.models.has(model)) ? full : 'other';
+    const key = modelKey(model);
+    return this.registry.all.some((b) => b.catalog.models.has(key) || b.catalog.models.has(model)) ? key : 'other';
   }
 
   private ended(ctx: RequestContext): void {

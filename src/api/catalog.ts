@@ -3,7 +3,7 @@
 // last polls, without taking a slot or waiting on any backend.
 import type { Backend } from '../backends/backend.js';
 import type { PsEntry, TagEntry } from '../backends/catalog.js';
-import { fullName } from '../models/name.js';
+import { fullName, modelKey } from '../models/name.js';
 
 /**
  * Backends whose catalog speaks for the fleet: in rotation, and polled at least once. The
@@ -83,8 +83,9 @@ export function fleetOpenAIModel(backends: readonly Backend[], id: string, alias
     return m ? { ...m, id } : undefined;
   }
   for (const b of speaking(backends, 'openai')) {
-    const m = b.catalog.models.get(b.type === 'ollama' ? fullName(id) : id);
-    if (m) return toOpenAI(m);
+    const m = b.catalog.models.get(b.type === 'ollama' ? modelKey(id) : id);
+    // the id as asked, as Ollama echoes it
+    if (m) return { ...toOpenAI(m), id };
   }
   return undefined;
 }

@@ -55,7 +55,8 @@ export function newKey(): string {
 }
 
 function globToRegExp(glob: string): RegExp {
-  return new RegExp(`^${glob.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+  // model names match without regard to case, as Ollama matches them
+  return new RegExp(`^${glob.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 'i');
 }
 
 export function presentedKey(h: IncomingHttpHeaders): string | undefined {
@@ -84,7 +85,7 @@ export class KeyRing {
           tokens: k.tokens ?? NO_TOKEN_LIMITS,
           metered: k.tokens !== undefined && (k.tokens.perMinute !== undefined || k.tokens.perDay !== undefined || k.tokens.perMonth !== undefined),
           allows: (model: string) => patterns.some((p) => p.test(model)),
-          lists: (name: string) => k.models.includes(name),
+          lists: (name: string) => k.models.some((m) => m.toLowerCase() === name.toLowerCase()),
         },
       };
     });

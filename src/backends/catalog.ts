@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
 import type { BackendType } from '../config/schema.js';
-import { fullName } from '../models/name.js';
+import { fullName, modelKey } from '../models/name.js';
 
 export interface TagEntry {
   readonly name: string;
@@ -26,7 +26,7 @@ export class ModelCatalog {
 
   /** Ollama's `llama3.2` is `llama3.2:latest`; an OpenAI-compatible server's ids are taken as they are. */
   private key(model: string): string {
-    return this.type === 'ollama' ? fullName(model) : model;
+    return this.type === 'ollama' ? modelKey(model) : model;
   }
 
   /** has a poll answered yet? */
@@ -44,7 +44,7 @@ export class ModelCatalog {
   private capacity = 1;
 
   static warmKey(model: string, runner: string): string {
-    return `${fullName(model)}|${runner}`;
+    return `${modelKey(model)}|${runner}`;
   }
 
   isWarm(key: string): boolean {
@@ -63,24 +63,25 @@ export class ModelCatalog {
 
   /** Is `model` (any runner) loaded here, as far as the gateway knows? */
   hasLoaded(model: string): boolean {
-    const name = fullName(model);
+    const name = modelKey(model);
     return this.loaded.has(name) || this.warm.some((k) => k.startsWith(`${name}|`));
   }
 
   /** The gateway saw this backend unload `model` (keep_alive 0): neither warm nor in /api/ps now. */
   noteUnloaded(model: string): void {
-    const name = fullName(model);
+    const name = modelKey(model);
     this.loaded.delete(name);
     this.warm = this.warm.filter((k) => !k.startsWith(`${name}|`));
   }
 
   /** The gateway saw this backend load `model` (a preload): in /api/ps now, not after the next poll. */
   noteLoaded(model: string, runner: string): void {
-    const name = fullName(model);
+    const key = modelKey(model);
     this.noteSent(ModelCatalog.warmKey(model, runner));
-    if (this.loaded.has(name)) return;
+    if (this.loaded.has(key)) return;
     const tag = this.models.get(this.key(model));
     const size = typeof tag?.['size'] === 'number' ? tag['size'] : 0;
+    const name = tag?.name ?? fullName(model);
     const entry: PsEntry = {
       name,
       model: name,
@@ -90,7 +91,7 @@ export class ModelCatalog {
       expires_at: new Date(Date.now() + 300_000).toISOString(),
       size_vram: size,
     };
-    this.loaded = new Map([[name, entry], ...this.loaded]);
+    this.loaded = new Map([[key, entry], ...this.loaded]);
   }
 
   /** Might this backend serve `model`? (unknown catalog: yes) */
@@ -130,14 +131,14 @@ export class ModelCatalog {
     }
     const [tags, ps, version] = await Promise.allSettled([get<{ models?: TagEntry[] | null }>('/api/tags'), get<{ models?: PsEntry[] | null }>('/api/ps'), get<{ version?: string }>('/api/version')]);
     if (tags.status === 'fulfilled') {
-      this.models = new Map((tags.value.models ?? []).filter((m) => typeof m?.name === 'string').map((m) => [fullName(m.name), m]));
+      this.models = new Map((tags.value.models ?? []).filter((m) => typeof m?.name === 'string').map((m) => [this.key(m.name), m]));
       this.known = true;
       this.lastError = undefined;
     } else {
       failed(tags.reason);
     }
     if (ps.status === 'fulfilled') {
-      this.loaded = new Map((ps.value.models ?? []).filter((m) => typeof m?.name === 'string').map((m) => [fullName(m.name), m]));
+      this.loaded = new Map((ps.value.models ?? []).filter((m) => typeof m?.name === 'string').map((m) => [modelKey(m.name), m]));
       this.capacity = Math.max(this.capacity, this.loaded.size, 1);
       // keep the runner we last sent for a model still loaded; default options otherwise
       this.warm = [...this.loaded.keys()].map((name) => this.warm.find((k) => k.startsWith(`${name}|`)) ?? `${name}|`);

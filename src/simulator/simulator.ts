@@ -7,7 +7,8 @@ import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { runnerKey } from '../models/runner.js';
-import { fullName, makeModel, openAIModel, psEntry, showBody, tagsEntry, type SimModel } from './catalog.js';
+import { makeModel, openAIModel, psEntry, showBody, tagsEntry, type SimModel } from './catalog.js';
+import { modelKey } from '../models/name.js';
 
 export interface SimulatorOptions {
   readonly host?: string;
@@ -173,7 +174,7 @@ export class Simulator extends EventEmitter {
 
   /** Ollama's `llama3.2` is `llama3.2:latest`; an OpenAI-compatible server takes ids as they are. */
   key(name: string): string {
-    return this.flavor === 'ollama' ? fullName(name) : name;
+    return this.flavor === 'ollama' ? modelKey(name) : name;
   }
 
   static async start(opts: SimulatorOptions = {}): Promise<Simulator> {
