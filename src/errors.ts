@@ -23,6 +23,7 @@ export const ERRORS = {
   backend_not_found: { status: 404, description: '`X-Gateway-Backend` names no backend in rotation.' },
   model_not_found: { status: 404, description: 'No backend in the fleet holds the requested model.' },
   body_too_large: { status: 413, description: 'The request body is larger than `limits.max_body_bytes`.' },
+  unsupported_encoding: { status: 415, description: 'The request body\'s `Content-Encoding` is not one the gateway decodes (gzip, deflate, br, and zstd on Node 22.15 or later).' },
   rate_limited: { status: 429, retryAfter: true, description: 'The key is over its request rate (`keys[].requests_per_minute`, `burst`).' },
   key_queue_full: { status: 429, retryAfter: true, description: 'The key already has `keys[].max_queued` jobs waiting for a slot.' },
   concurrency_limited: { status: 429, retryAfter: true, description: 'The key already has `keys[].max_concurrent` jobs queued or running.' },

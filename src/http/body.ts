@@ -3,6 +3,7 @@
 // the rest is never kept in memory. All bodies together are bounded too (`BodyMemory`): a flood
 // of large slow uploads gets 503 body_memory_full, never an out-of-memory.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import * as zlib from 'node:zlib';
 import { GatewayError } from '../errors.js';
 
 const EMPTY = Buffer.alloc(0);
@@ -28,6 +29,45 @@ export interface BodySource {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly bodies: BodyMemory;
+}
+
+type Decoder = (b: Buffer, o: zlib.ZlibOptions) => Buffer;
+
+/** node:zlib's zstd, where this Node has it (22.15 and later) */
+const zstd = (zlib as unknown as { zstdDecompressSync?: Decoder }).zstdDecompressSync;
+
+const DECODERS: Readonly<Record<string, Decoder | undefined>> = {
+  gzip: zlib.gunzipSync,
+  'x-gzip': zlib.gunzipSync,
+  deflate: zlib.inflateSync,
+  br: zlib.brotliDecompressSync as Decoder,
+  zstd,
+};
+
+/**
+ * A body sent compressed (`Content-Encoding`: Codex sends zstd, as Ollama accepts), decoded, with
+ * the size limit held on the decoded bytes too; the backend is sent it plain. An encoding this
+ * Node cannot decode is 415.
+ */
+export function decodeBody(req: IncomingMessage, body: Buffer, maxBytes: number): Buffer {
+  const header = req.headers['content-encoding'];
+  if (header === undefined || body.length === 0) return body;
+  let out = body;
+  // several encodings apply in the order listed: undo them from the last
+  for (const coding of header.split(',').map((c) => c.trim().toLowerCase()).filter((c) => c !== '' && c !== 'identity').reverse()) {
+    const decode = DECODERS[coding];
+    if (!decode) {
+      const why = coding === 'zstd' ? `zstd needs Node 22.15 or later (this is ${process.version})` : `'${coding.slice(0, 32)}' is not one the gateway decodes (gzip, deflate, br, zstd)`;
+      throw new GatewayError('unsupported_encoding', `request body encoding ${why}`);
+    }
+    try {
+      out = decode(out, { maxOutputLength: maxBytes });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) throw tooLarge(maxBytes);
+      throw new GatewayError('bad_request', `request body is not valid ${coding}: ${(err as Error).message}`);
+    }
+  }
+  return out;
 }
 
 export function readBody(src: BodySource, maxBytes: number): Promise<Buffer> {
@@ -61,7 +101,15 @@ export function readBody(src: BodySource, maxBytes: number): Promise<Buffer> {
       total += chunk.length;
     };
     const onEnd = () => {
-      done(undefined, chunks.length === 0 ? EMPTY : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
+      const raw = chunks.length === 0 ? EMPTY : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
+      let body: Buffer;
+      try {
+        body = decodeBody(req, raw, maxBytes);
+      } catch (err) {
+        done(err);
+        return;
+      }
+      done(undefined, body);
     };
     const onError = (err: Error) => done(new GatewayError('client_closed', `client closed the request while sending its body: ${err.message}`));
     const onClose = () => {

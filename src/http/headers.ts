@@ -18,7 +18,8 @@ const HOP_BY_HOP = new Set([
 // Not hop-by-hop, but the gateway sets these itself on the way up. Origin: the gateway has
 // decided the request's CORS itself (http/cors.ts); the backend's own policy must not refuse
 // what the gateway allowed.
-const NOT_FORWARDED_UP = new Set(['host', 'content-length', 'expect', 'x-request-id', 'x-gateway-backend', 'origin']);
+// Content-Encoding: a compressed body is decoded on the way in and sent plain (http/body.ts).
+const NOT_FORWARDED_UP = new Set(['host', 'content-length', 'expect', 'x-request-id', 'x-gateway-backend', 'origin', 'content-encoding']);
 
 // The backend's CORS answer: the gateway gives its own.
 const NOT_FORWARDED_DOWN = new Set([
