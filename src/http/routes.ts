@@ -16,6 +16,10 @@ export const DISPATCHED_PATHS: ReadonlySet<string> = new Set([
   '/v1/embeddings',
   '/v1/responses',
   '/v1/messages',
+  // GPU work too: jobs like any other (issue 15.5)
+  '/v1/images/generations',
+  '/v1/images/edits',
+  '/v1/audio/transcriptions',
 ]);
 
 export const GATEWAY_PATHS: ReadonlySet<string> = new Set(['/healthz', '/metrics', '/status', '/status.json']);

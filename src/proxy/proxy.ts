@@ -18,6 +18,7 @@ import { downstreamHeaders, upstreamHeaders } from '../http/headers.js';
 import type { Inspector } from '../inspect/inspector.js';
 import type { BodyFacts, OutputField } from '../inspect/parse-body.js';
 import { clip, clipped } from '../text/clip.js';
+import { multipartField } from '../inspect/multipart.js';
 import type { Cancellation } from '../http/cancel.js';
 import { endWithError, relayBody, streamKind, type RelayProgress } from '../relay/relay.js';
 import { StreamEndCheck, expectedEnd } from '../relay/stream-end.js';
@@ -76,6 +77,13 @@ function mayUse(ctx: RequestContext, model: string | undefined, alias: string | 
   throw new GatewayError('model_forbidden', `key '${key.name}' may not use model '${clip(alias ?? model)}'`);
 }
 
+/** What the gateway decides on, of a multipart body: its model. */
+function multipartFacts(raw: Buffer, contentType: string): BodyFacts {
+  const model = multipartField(raw, contentType, 'model');
+  if (model === undefined || model === '') throw new GatewayError('bad_request', 'the multipart body has no model field');
+  return { model, stream: undefined, runner: '', alias: undefined, maxOutput: undefined, usageAdded: false, keepAliveZero: false, nothingToGenerate: false };
+}
+
 /** Where a route's output limit goes, when a budget caps it (embeddings generate nothing). */
 function outputField(path: string): OutputField | undefined {
   switch (path) {
@@ -121,7 +129,12 @@ export class Proxy {
     // an OpenAI stream is asked for its usage (token counts), and the client spared that chunk
     const wantStreamUsage = ctx.path === '/v1/chat/completions' || ctx.path === '/v1/completions';
     const cfg = this.deps.config();
-    const inspected = await this.deps.inspector.inspect(raw, { aliases: cfg.aliases, wantStreamUsage });
+    const contentType = ctx.req.headers['content-type'] ?? '';
+    // a multipart body (a file and its fields): only its model is read, the bytes go as they came
+    const multipart = contentType.toLowerCase().startsWith('multipart/form-data');
+    const inspected = multipart
+      ? { facts: multipartFacts(raw, contentType), body: raw }
+      : await this.deps.inspector.inspect(raw, { aliases: cfg.aliases, wantStreamUsage });
     const facts = inspected.facts;
     let body = inspected.body;
     ctx.record.model = clipped(facts.model);
@@ -141,7 +154,8 @@ export class Proxy {
         // a key's token rate and budgets: an estimate held now (about 4 bytes a token), settled at the end
         const field = outputField(ctx.path);
         const output = field === undefined ? 0 : (facts.maxOutput ?? cfg.budgets.outputEstimateTokens);
-        const charge = this.deps.budgets.admit(key.name, key.tokens, Math.ceil(raw.length / 4), output);
+        // (a file's bytes are no prompt: an audio file is not tokens at 4 bytes each)
+        const charge = this.deps.budgets.admit(key.name, key.tokens, multipart ? 1 : Math.ceil(raw.length / 4), output);
         ctx.charge = charge;
         // an answer that is not streamed cannot be cut as it passes: it may generate what it holds, no more
         const bounded = key.tokens.perDay !== undefined || key.tokens.perMonth !== undefined;

@@ -9,6 +9,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { runnerKey } from '../models/runner.js';
 import { makeModel, openAIModel, psEntry, showBody, tagsEntry, type SimModel } from './catalog.js';
 import { modelKey } from '../models/name.js';
+import { multipartField } from '../inspect/multipart.js';
 
 export interface SimulatorOptions {
   readonly host?: string;
@@ -33,7 +34,7 @@ export interface SimulatorOptions {
   readonly flavor?: 'ollama' | 'openai';
 }
 
-const OPENAI_SERVER_PATHS = new Set(['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/models', '/health']);
+const OPENAI_SERVER_PATHS = new Set(['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/models', '/health', '/v1/images/generations', '/v1/images/edits', '/v1/audio/transcriptions']);
 
 interface LoadedModel {
   until: number;
@@ -303,6 +304,9 @@ export class Simulator extends EventEmitter {
       '/v1/completions': { POST: (q, r, b, s) => this.generate(q, r, b, s, 'openai-completion') },
       '/v1/embeddings': { POST: (q, r, b, s) => this.embed(q, r, b, s, 'openai') },
       '/v1/messages': { POST: (q, r, b, s) => this.generate(q, r, b, s, 'anthropic') },
+      '/v1/images/generations': { POST: (q, r, b, s) => this.gpuJob(q, r, b, s, 'image') },
+      '/v1/images/edits': { POST: (q, r, b, s) => this.gpuJob(q, r, b, s, 'image') },
+      '/v1/audio/transcriptions': { POST: (q, r, b, s) => this.gpuJob(q, r, b, s, 'transcription') },
       '/v1/models': { GET: (_q, r) => this.json(r, 200, { object: 'list', data: this.models.size ? [...this.models.values()].map(openAIModel) : null }, 'application/json') },
     };
   }
@@ -345,7 +349,10 @@ export class Simulator extends EventEmitter {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       let body: Json | undefined;
-      if (req.method === 'POST' || req.method === 'DELETE') {
+      const ct = req.headers['content-type'] ?? '';
+      if (req.method === 'POST' && ct.toLowerCase().startsWith('multipart/form-data')) {
+        body = { model: multipartField(Buffer.concat(chunks), ct, 'model') };
+      } else if (req.method === 'POST' || req.method === 'DELETE') {
         const raw = Buffer.concat(chunks).toString('utf8');
         if (raw.length === 0) return this.error(res, path, 400, 'missing request body');
         try {
@@ -561,6 +568,27 @@ export class Simulator extends EventEmitter {
   }
 
   // ---- generation ------------------------------------------------------------------------
+
+  /** An image or a transcription: a GPU job that holds a parallel slot like a generation. */
+  private gpuJob(req: IncomingMessage, res: ServerResponse, body: Json | undefined, seen: SeenRequest, kind: 'image' | 'transcription'): void {
+    const name = typeof body?.['model'] === 'string' ? body['model'] : '';
+    if (!this.models.get(this.key(name))) return this.error(res, seen.path, 404, `model '${name}' not found`);
+    const run = this.track(req, res, seen);
+    void run(async (alive, signal) => {
+      await this.acquireSlot();
+      try {
+        await this.gate(signal);
+        if (!alive()) return;
+        await sleep(this.ttftMs, signal);
+        if (!alive()) return;
+        if (kind === 'image') this.json(res, 200, { created: Math.floor(Date.now() / 1000), data: [{ b64_json: Buffer.from('png').toString('base64') }] }, 'application/json');
+        else this.json(res, 200, { text: 'The sky is blue.' }, 'application/json');
+        this.stats.completed++;
+      } finally {
+        this.releaseSlot();
+      }
+    });
+  }
 
   private embed(req: IncomingMessage, res: ServerResponse, body: Json | undefined, seen: SeenRequest, kind: 'embed' | 'embeddings' | 'openai'): void {
     const name = typeof body?.['model'] === 'string' ? body['model'] : '';
