@@ -3,6 +3,8 @@
 import type { Logger } from 'pino';
 import type { Backend } from '../backends/backend.js';
 import { GatewayError } from '../errors.js';
+import { keyMayUse } from '../auth/keys.js';
+import { clip } from '../text/clip.js';
 import type { RequestContext } from '../http/context.js';
 import { sendBody, sendJson } from '../http/respond.js';
 import { fleetOpenAIModel, fleetOpenAIModels, fleetPs, fleetTags, fleetVersion, withAliases } from './catalog.js';
@@ -18,6 +20,14 @@ export class CatalogRoutes {
 
   answer(ctx: RequestContext): void {
     const list = this.backends();
+    const aliases = this.aliases();
+    // each key is shown what it may use (an alias by its target), and nothing else
+    const key = ctx.key;
+    const visible = (name: string): boolean => {
+      if (!key) return true;
+      const target = Object.hasOwn(aliases, name) ? aliases[name] : undefined;
+      return target === undefined ? keyMayUse(key, name) : keyMayUse(key, target, name);
+    };
     switch (ctx.path) {
       case '/':
         return sendBody(ctx, 200, 'Ollama is running', 'text/plain; charset=utf-8');
@@ -27,15 +37,18 @@ export class CatalogRoutes {
         return sendJson(ctx, 200, { version });
       }
       case '/api/tags':
-        return sendJson(ctx, 200, { models: withAliases(fleetTags(list, (name, digests) => this.conflict(name, digests)).models, this.aliases()) });
+        return sendJson(ctx, 200, { models: withAliases(fleetTags(list, (name, digests) => this.conflict(name, digests)).models, aliases).filter((m) => visible(m.name)) });
       case '/api/ps':
-        return sendJson(ctx, 200, fleetPs(list));
-      case '/v1/models':
-        return sendJson(ctx, 200, fleetOpenAIModels(list, this.aliases()));
+        return sendJson(ctx, 200, { models: fleetPs(list).models.filter((m) => visible(m.name)) });
+      case '/v1/models': {
+        const all = fleetOpenAIModels(list, aliases);
+        return sendJson(ctx, 200, { ...all, data: all.data.filter((m) => visible(m.id)) });
+      }
       default: {
-        const id = decodeURIComponent(ctx.path.slice('/v1/models/'.length));
-        const model = fleetOpenAIModel(list, id, this.aliases());
-        if (!model) throw new GatewayError('model_not_found', `model '${id}' not found`);
+        // (the path is already decoded: http/normalize-path.ts)
+        const id = ctx.path.slice('/v1/models/'.length);
+        const model = visible(id) ? fleetOpenAIModel(list, id, aliases) : undefined;
+        if (!model) throw new GatewayError('model_not_found', `model '${clip(id)}' not found`);
         return sendJson(ctx, 200, model);
       }
     }

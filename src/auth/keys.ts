@@ -5,6 +5,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Priority, TokenLimits } from '../config/schema.js';
 import type { KeyLimits } from './limits.js';
+import { fullName } from '../models/name.js';
 
 export interface KeyConfig {
   readonly name: string;
@@ -105,4 +106,14 @@ export class KeyRing {
     for (const e of this.entries) if (timingSafeEqual(e.digest, digest) && !found) found = e.key;
     return found;
   }
+}
+
+/**
+ * May this key use `model`? An alias (`alias`, standing for `model`) is judged by what it runs:
+ * allowed when the key may use its target, or names the alias itself; a glob that merely matches
+ * an alias's name never opens a target the key may not use.
+ */
+export function keyMayUse(key: ApiKey, model: string, alias?: string): boolean {
+  if (key.allows(model) || key.allows(fullName(model))) return true;
+  return alias !== undefined && (key.lists(alias) || key.lists(fullName(alias)));
 }

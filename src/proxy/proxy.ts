@@ -5,9 +5,9 @@
 import type { Dispatcher as UndiciDispatcher } from 'undici';
 import type { Backend } from '../backends/backend.js';
 import type { KeyLimiter } from '../auth/limits.js';
+import { keyMayUse } from '../auth/keys.js';
 import type { TokenBudgets } from '../auth/budgets.js';
 import { ModelCatalog } from '../backends/catalog.js';
-import { fullName } from '../models/name.js';
 import type { Registry } from '../backends/registry.js';
 import type { GatewayConfig } from '../config/schema.js';
 import type { Dispatcher, Lease } from '../dispatch/dispatcher.js';
@@ -71,9 +71,7 @@ function fairnessOf(ctx: RequestContext): { flow: string; weight: number; flowQu
  */
 function mayUse(ctx: RequestContext, model: string | undefined, alias: string | undefined): void {
   const key = ctx.key;
-  if (key === undefined || model === undefined) return;
-  if (key.allows(model) || key.allows(fullName(model))) return;
-  if (alias !== undefined && (key.lists(alias) || key.lists(fullName(alias)))) return;
+  if (key === undefined || model === undefined || keyMayUse(key, model, alias)) return;
   throw new GatewayError('model_forbidden', `key '${key.name}' may not use model '${clip(alias ?? model)}'`);
 }
 
@@ -164,8 +162,11 @@ export class Proxy {
         }
       }
       await this.dispatchedAdmitted(ctx, facts, body);
-      // a preload: the model is loaded there now, in /api/ps at once
-      if (nothing && ctx.record.status === 200 && ctx.record.backend !== undefined) this.deps.registry.byName(ctx.record.backend)?.catalog.noteLoaded(facts.model!, facts.runner);
+      // the model is loaded there now (a preload, or any job it answered): in /api/ps at once
+      if (ctx.record.status === 200 && facts.model !== undefined && ctx.record.backend !== undefined) {
+        const b = this.deps.registry.byName(ctx.record.backend);
+        if (b?.type === 'ollama') b.catalog.noteLoaded(facts.model, facts.runner);
+      }
     } finally {
       release?.();
       if (ctx.charge) {
