@@ -9,6 +9,7 @@ import { CatalogPoller } from './backends/catalog-poller.js';
 import { HealthChecker } from './backends/health-checker.js';
 import { Registry } from './backends/registry.js';
 import { redactUrl, type GatewayConfig } from './config/schema.js';
+import { reloadChanges } from './config/diff.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { GatewayError } from './errors.js';
 import { Broadcast } from './http/cancel.js';
@@ -221,7 +222,7 @@ export class Gateway {
     this.keys = new KeyRing(next.keys);
     this.dispatcher.configure(this.dispatchOptions(next));
     this.registry.apply(this.cfg);
-    this.log.info({ backends: this.cfg.backends.map((b) => b.name), queue_size: next.queue.size }, 'config reloaded');
+    this.log.info({ backends: this.cfg.backends.map((b) => b.name), queue_size: next.queue.size, ...reloadChanges(prev, this.cfg) }, 'config reloaded');
   }
 
   /** /status.json: the health report, each backend's output tokens/s, the recent past, and each key's usage today. */

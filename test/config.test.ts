@@ -132,3 +132,21 @@ t.test('the README option table and gateway.example.yaml cover every env var and
     t.match(example, `${o.env}, ${flag}`, `example file mentions ${o.env}`);
   }
 });
+
+t.test('a reload says what it changed: backends and keys by name, other settings by section', async (t) => {
+  const { reloadChanges } = await import('../dist/src/config/diff.js');
+  const sha = 'a'.repeat(64);
+  const before = loadConfig({ env: {}, flags: { backends: 'a=http://127.0.0.1:1,b=http://127.0.0.1:2' } });
+  const prev = loadConfig({ file: configFile(t, `backends: [{url: "http://127.0.0.1:1", name: a}, {url: "http://127.0.0.1:2", name: b}]\nkeys:\n  - {name: app, sha256: "${sha}"}\n  - {name: old, sha256: "${sha}"}\n`), env: {} });
+  const next = loadConfig({ file: configFile(t, `backends: [{url: "http://127.0.0.1:1", name: a, slots: 4}, {url: "http://127.0.0.1:3", name: c}]\nqueue: {size: 7}\nkeys:\n  - {name: app, sha256: "${sha}", models: ["llama3*"]}\n  - {name: new, sha256: "${sha}"}\n`), env: {} });
+  t.same(reloadChanges(prev, next), {
+    backends_added: ['c'],
+    backends_removed: ['b'],
+    backends_changed: ['a'],
+    keys_added: ['new'],
+    keys_removed: ['old'],
+    keys_changed: ['app'],
+    settings_changed: ['queue'],
+  });
+  t.same(reloadChanges(before, before).settings_changed, [], 'nothing changed, nothing said');
+});

@@ -108,7 +108,8 @@ t.test('SIGHUP: added backends join, removed ones finish their streams and leave
 
   writeFileSync(file, `listen: 127.0.0.1:0\nbackends:\n  - url: ${b!.url}\n    name: b\n`);
   p.child.kill('SIGHUP');
-  await p.waitLog((l) => l['msg'] === 'config reloaded', 'config reloaded');
+  const reloaded = await p.waitLog((l) => l['msg'] === 'config reloaded', 'config reloaded');
+  t.match(reloaded, { backends_added: ['b'], backends_removed: ['a'], keys_added: [], settings_changed: [] }, 'the log line says what the reload changed');
   const fresh = await post(p.url, '/api/chat', chat('after reload', { stream: false }));
   t.equal(fresh.status, 200);
   t.equal(b!.seen.filter((r) => r.tag === 'after reload').length, 1, 'new work goes to the added backend');
