@@ -29,7 +29,6 @@ const NOT_FORWARDED_DOWN = new Set([
   'access-control-allow-credentials',
   'access-control-expose-headers',
   'access-control-max-age',
-  'vary',
 ]);
 
 function connectionTokens(h: IncomingHttpHeaders): Set<string> | undefined {
