@@ -74,10 +74,13 @@ export class ModelCatalog {
     this.warm = this.warm.filter((k) => !k.startsWith(`${name}|`));
   }
 
-  /** The gateway saw this backend load `model` (a preload): in /api/ps now, not after the next poll. */
-  noteLoaded(model: string, runner: string): void {
+  /**
+   * The backend answered a job for `model` (a preload, or any other): it is loaded there, in
+   * /api/ps at once, not after the next poll. (The warm view already has it: the dispatcher noted
+   * it when it leased the slot.)
+   */
+  noteLoaded(model: string): void {
     const key = modelKey(model);
-    this.noteSent(ModelCatalog.warmKey(model, runner));
     if (this.loaded.has(key)) return;
     const tag = this.models.get(this.key(model));
     const size = typeof tag?.['size'] === 'number' ? tag['size'] : 0;

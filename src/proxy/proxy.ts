@@ -104,6 +104,11 @@ function streams(path: string, stream: boolean | undefined): boolean {
   return path.startsWith('/api/') ? stream !== false : stream === true;
 }
 
+/** The request's headers as a backend gets them (one spelling for every way a request goes up). */
+function headersUp(ctx: RequestContext, bodyLength: number | undefined): Record<string, string | string[]> {
+  return upstreamHeaders(ctx.req.headers, { requestId: ctx.id, bodyLength, remoteAddress: ctx.req.socket.remoteAddress, stripCredentials: ctx.key !== undefined });
+}
+
 function apiOf(path: string): 'ollama' | 'openai' {
   return path.startsWith('/v1/') ? 'openai' : 'ollama';
 }
@@ -165,7 +170,7 @@ export class Proxy {
       // the model is loaded there now (a preload, or any job it answered): in /api/ps at once
       if (ctx.record.status === 200 && facts.model !== undefined && ctx.record.backend !== undefined) {
         const b = this.deps.registry.byName(ctx.record.backend);
-        if (b?.type === 'ollama') b.catalog.noteLoaded(facts.model, facts.runner);
+        if (b?.type === 'ollama') b.catalog.noteLoaded(facts.model);
       }
     } finally {
       release?.();
@@ -211,7 +216,7 @@ export class Proxy {
     if (targets.length === 0) throw new GatewayError('no_healthy_backend', `no healthy backend has model '${clip(model)}'`);
     ctx.record.backend = targets.map((b) => b.name).join(',');
     ctx.record.attempts = 1;
-    const headers = upstreamHeaders(ctx.req.headers, { requestId: ctx.id, bodyLength: body.length, remoteAddress: ctx.req.socket.remoteAddress, stripCredentials: ctx.key !== undefined });
+    const headers = headersUp(ctx, body.length);
     const answers = await Promise.all(
       targets.map(async (b) => {
         try {
@@ -282,7 +287,7 @@ export class Proxy {
       ctx.record.bytesIn = body.length;
       const { facts } = await this.deps.inspector.inspect(body);
       ctx.record.model = facts.model === undefined ? undefined : clip(facts.model);
-      const headers = upstreamHeaders(ctx.req.headers, { requestId: ctx.id, bodyLength: body.length, remoteAddress: ctx.req.socket.remoteAddress, stripCredentials: ctx.key !== undefined });
+      const headers = headersUp(ctx, body.length);
       ctx.record.backend = inRotation.map((b) => b.name).join(',');
       try {
         if (ctx.path === '/api/pull') await pullEverywhere(ctx, inRotation, headers, body, facts.stream !== false);
@@ -366,7 +371,7 @@ export class Proxy {
             {
               method: ctx.record.method,
               path: ctx.upstreamPath,
-              headers: upstreamHeaders(ctx.req.headers, { requestId: ctx.id, bodyLength: body?.length, remoteAddress: ctx.req.socket.remoteAddress, stripCredentials: ctx.key !== undefined }),
+              headers: headersUp(ctx, body?.length),
               body,
               generation,
               ...(headersTimeoutMs !== undefined ? { headersTimeoutMs } : {}),
