@@ -3,7 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { CONFIG_ENV, ConfigError, OPTIONS, checkConfigFile, formatProblem, loadConfig, type LoadSources } from './config/load.js';
-import { redactUrl, type GatewayConfig } from './config/schema.js';
+import type { GatewayConfig } from './config/schema.js';
+import { redactUrl } from './url-credentials.js';
 import { demoBanner, startDemo } from './demo.js';
 import { Gateway, StartupError } from './gateway.js';
 import { existsSync } from 'node:fs';

@@ -1,6 +1,7 @@
 // Every failure the gateway itself produces is a GatewayError: a stable code, an HTTP status and
 // a message. One place (toOllamaBody / toOpenAIBody) turns it into each API's own error shape, so
 // that real clients (ollama-js, openai-node, Open WebUI) parse our errors as they parse a server's.
+import type { ApiFlavor } from './api-flavor.js';
 
 export interface ErrorSpec {
   readonly status: number;
@@ -72,13 +73,6 @@ export function isGatewayError(err: unknown): err is GatewayError {
   return err instanceof GatewayError;
 }
 
-/** Which API's error shape a route speaks. */
-export type ApiFlavor = 'ollama' | 'openai' | 'anthropic';
-
-export function flavorOf(path: string): ApiFlavor {
-  if (path === '/v1/messages' || path.startsWith('/v1/messages/')) return 'anthropic';
-  return path.startsWith('/v1/') || path === '/v1' ? 'openai' : 'ollama';
-}
 
 /** Ollama's native shape: `{"error": "..."}` (api/types.go StatusError). */
 export function toOllamaBody(err: GatewayError): { error: string } {
@@ -118,6 +112,16 @@ export function toAnthropicBody(err: GatewayError, requestId?: string): Anthropi
 
 export function errorBody(err: GatewayError, flavor: ApiFlavor, requestId?: string): string {
   return JSON.stringify(flavor === 'openai' ? toOpenAIBody(err) : flavor === 'anthropic' ? toAnthropicBody(err, requestId) : toOllamaBody(err));
+}
+
+/** A thrown thing in one line, for a log field or an error message: its code, message and cause. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
+    return typeof code === 'string' ? `${code} ${err.message}${cause}` : `${err.message}${cause}`;
+  }
+  return String(err);
 }
 
 /** What to tell a client that wants to retry later, in seconds. */

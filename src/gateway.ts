@@ -1,5 +1,5 @@
 // The composition root: builds the pieces from a config, starts them, reloads and stops them.
-// Data flows one way: HTTP front -> proxy -> dispatcher -> backend -> relay.
+// Data flows one way: front -> admission -> dispatch -> forward -> relay -> accounting.
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -8,17 +8,17 @@ import { CatalogRoutes } from './api/catalog-routes.js';
 import { CatalogPoller } from './backends/catalog-poller.js';
 import { HealthChecker } from './backends/health-checker.js';
 import { Registry } from './backends/registry.js';
-import { redactUrl, type GatewayConfig } from './config/schema.js';
+import type { GatewayConfig } from './config/schema.js';
+import { redactUrl } from './url-credentials.js';
 import { reloadChanges } from './config/diff.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { GatewayError } from './errors.js';
-import { Broadcast } from './http/cancel.js';
-import type { RequestContext } from './http/context.js';
-import { sendBody, sendJson } from './http/respond.js';
-import { createFront } from './http/server.js';
+import { Broadcast } from './cancel.js';
+import type { RequestContext } from './front/context.js';
+import { sendBody, sendJson } from './front/respond.js';
+import { createFront } from './front/server.js';
 import { Inspector } from './inspect/inspector.js';
 import { createLogger } from './log/logger.js';
-import { logRequest } from './log/request-log.js';
 import { GatewayMetrics } from './metrics/metrics.js';
 import { StatusHistory } from './status/history.js';
 import { KeyRing } from './auth/keys.js';
@@ -28,12 +28,15 @@ import { UsageLedger } from './usage/ledger.js';
 import { monthStartDay } from './usage/period.js';
 import { SqliteUsageStore } from './usage/sqlite.js';
 import { MemoryUsageStore, type UsageStore } from './usage/store.js';
-import type { RouteKind } from './http/routes.js';
+import type { RouteKind } from './front/routes.js';
 import { STATUS_PAGE } from './status/page.js';
-import { DISPATCHED_PATHS, GATEWAY_PATHS, routeLabel } from './http/routes.js';
 import { modelKey } from './models/name.js';
 import { createServer } from 'node:http';
-import { Proxy } from './proxy/proxy.js';
+import { Accounting } from './accounting/accounting.js';
+import { Admission } from './admission/admission.js';
+import { Jobs } from './api/jobs.js';
+import { Passthrough } from './api/passthrough.js';
+import { Forwarder } from './forward/forward.js';
 
 export interface GatewayOptions {
   readonly config: GatewayConfig;
@@ -128,17 +131,18 @@ export class Gateway {
       throw new StartupError(`usage.path: cannot read the usage ledger ${this.cfg.usage.path}: ${(err as Error).message}`, { cause: err });
     }
     this.inspector = new Inspector(this.cfg.inspect);
-    const proxy = new Proxy({
-      registry: this.registry,
+    const config = () => this.cfg;
+    const refreshCatalog = (b: Backend) => this.catalogs.refresh(b);
+    const forwarder = new Forwarder({
       dispatcher: this.dispatcher,
-      inspector: this.inspector,
-      config: () => this.cfg,
-      refreshCatalog: (b) => this.catalogs.refresh(b),
-      limiter: new KeyLimiter(),
-      budgets: this.budgets,
-      deadline: this.deadline,
-      gapObserver: (backend, model) => this.metrics.gapObserver(backend, this.modelLabel(model)),
+      config,
+      refreshCatalog,
+      relay: { stop: this.deadline, gapObserver: (backend, model) => this.metrics.gapObserver(backend, this.modelLabel(model)) },
     });
+    const admission = new Admission({ limiter: new KeyLimiter(), budgets: this.budgets, inspector: this.inspector, config });
+    const jobs = new Jobs({ registry: this.registry, dispatcher: this.dispatcher, inspector: this.inspector, admission, forwarder, config });
+    const passthrough = new Passthrough({ registry: this.registry, dispatcher: this.dispatcher, inspector: this.inspector, forwarder, config, refreshCatalog });
+    const accounting = new Accounting({ log: this.log, ledger: this.ledger, history: this.history, metrics: this.metrics, modelLabel: (m) => this.modelLabel(m), open: () => this.keys.open });
     const catalogRoutes = new CatalogRoutes(
       () => this.registry.all,
       () => this.cfg.aliases,
@@ -147,13 +151,13 @@ export class Gateway {
     this.server = createFront(
       this.cfg,
       {
-        dispatched: (ctx) => this.track(proxy.dispatched(ctx)),
-        passthrough: (ctx) => this.track(proxy.passthrough(ctx)),
-        management: (ctx) => this.track(proxy.management(ctx)),
+        dispatched: (ctx) => this.track(jobs.run(ctx)),
+        passthrough: (ctx) => this.track(passthrough.run(ctx)),
+        management: (ctx) => this.track(passthrough.management(ctx)),
         gateway: (ctx) => this.answerOwnRoute(ctx),
         catalog: (ctx) => catalogRoutes.answer(ctx),
         draining: () => this.stopping !== undefined,
-        ended: (ctx) => this.ended(ctx),
+        ended: (ctx) => accounting.ended(ctx),
         authorize: (ctx, route) => this.authorize(ctx, route),
       },
       this.log,
@@ -378,7 +382,7 @@ export class Gateway {
     if (ctx.path === '/healthz') {
       // open to all; an admin key, when presented, sees the details
       ctx.key = this.keys.identify(ctx.req.headers);
-      ctx.record.key = ctx.key?.name;
+      ctx.facts.key = ctx.key?.name;
       return;
     }
     const isMetrics = ctx.path === '/metrics';
@@ -387,7 +391,7 @@ export class Gateway {
     const key = this.keys.identify(ctx.req.headers);
     if (!key) throw new GatewayError('unauthorized', 'a valid API key is required (Authorization: Bearer <key> or X-Api-Key)');
     ctx.key = key;
-    ctx.record.key = key.name;
+    ctx.facts.key = key.name;
     if ((route === 'management' || isMetrics || isStatus) && !key.admin) throw new GatewayError('admin_only', `key '${key.name}' is not an admin key`);
   }
 
@@ -417,40 +421,6 @@ export class Gateway {
     if (Object.hasOwn(this.cfg.aliases, model)) return model;
     const key = modelKey(model);
     return this.registry.all.some((b) => b.catalog.models.has(key) || b.catalog.models.has(model)) ? key : 'other';
-  }
-
-  private ended(ctx: RequestContext): void {
-    const r = ctx.record;
-    logRequest(this.log, r);
-    const model = this.modelLabel(r.model);
-    // the ledger: generation and embedding jobs by key (a request without a valid key has none)
-    if (DISPATCHED_PATHS.has(ctx.path) && r.method === 'POST' && (this.keys.open || ctx.key !== undefined)) {
-      this.ledger.record({
-        key: ctx.key?.name ?? '',
-        model,
-        promptTokens: r.promptTokens ?? 0,
-        completionTokens: r.completionTokens ?? 0,
-        error: r.code !== undefined && r.code !== 'client_closed' ? true : r.status >= 400 && r.status !== 499,
-      });
-    }
-    if (!GATEWAY_PATHS.has(ctx.path)) this.history.ended(r.status, r.queueMs, r.backend, r.completionTokens);
-    const phase = ctx.phase;
-    this.metrics.requestEnded({
-      route: routeLabel(ctx.path),
-      key: r.key ?? '',
-      status: r.status,
-      code: r.code,
-      model,
-      backend: r.backend ?? '',
-      queueMs: r.queueMs,
-      ttfbMs: r.ttfbMs,
-      durationMs: r.durationMs,
-      attempts: r.attempts,
-      promptTokens: r.promptTokens,
-      completionTokens: r.completionTokens,
-      cancelledIn: r.status !== 499 ? undefined : phase === 'streaming' ? 'streaming' : phase === 'queued' ? 'queued' : 'before_first_byte',
-      streamed: ctx.streamed,
-    });
   }
 
   private dispatchOptions(cfg: GatewayConfig) {

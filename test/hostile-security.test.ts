@@ -5,7 +5,7 @@ import t from 'tap';
 import { request } from 'undici';
 import { hashKey } from '../dist/src/auth/keys.js';
 import { loadConfig } from '../dist/src/config/load.js';
-import { normalizePath } from '../dist/src/http/normalize-path.js';
+import { normalizePath } from '../dist/src/front/normalize-path.js';
 import { chat, configFile, get, post, rawConnect, readAll, settled, startGateway, startSims, until } from './helpers.js';
 
 const APP = 'ogw_hostile-app-key-0123456789abcdef';

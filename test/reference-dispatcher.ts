@@ -9,7 +9,7 @@
 // robin. A waiter leaves the queue when its max wait runs out (timer), when its client goes, or
 // when no backend it could use is left in rotation.
 import { GatewayError } from '../dist/src/errors.js';
-import type { Cancellation } from '../dist/src/http/cancel.js';
+import type { Cancellation } from '../dist/src/cancel.js';
 
 /** What the dispatcher needs to know of a backend. */
 export interface DispatchTarget {

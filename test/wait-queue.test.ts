@@ -6,7 +6,7 @@
 import t from 'tap';
 import { Dispatcher, type DispatchTarget, type Lease } from '../dist/src/dispatch/dispatcher.js';
 import { WaitQueue, type Queued } from '../dist/src/dispatch/wait-queue.js';
-import { CancelToken } from '../dist/src/http/cancel.js';
+import { CancelToken } from '../dist/src/cancel.js';
 import { prng } from './helpers.js';
 import { ReferenceDispatcher } from './reference-dispatcher.js';
 

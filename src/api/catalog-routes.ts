@@ -5,8 +5,8 @@ import type { Backend } from '../backends/backend.js';
 import { GatewayError } from '../errors.js';
 import { keyMayUse } from '../auth/keys.js';
 import { clip } from '../text/clip.js';
-import type { RequestContext } from '../http/context.js';
-import { sendBody, sendJson } from '../http/respond.js';
+import type { RequestContext } from '../front/context.js';
+import { sendBody, sendJson } from '../front/respond.js';
 import { fleetOpenAIModel, fleetOpenAIModels, fleetPs, fleetTags, fleetVersion, withAliases } from './catalog.js';
 
 export class CatalogRoutes {

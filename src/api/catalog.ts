@@ -1,6 +1,7 @@
 // The fleet's catalog as one Ollama would show it: the union of the backends' models and loaded
 // models, the lowest version, and the same in OpenAI's shape. Answered by the gateway from its
 // last polls, without taking a slot or waiting on any backend.
+import type { Wire } from '../api-flavor.js';
 import type { Backend } from '../backends/backend.js';
 import type { PsEntry, TagEntry } from '../backends/catalog.js';
 import { fullName, modelKey } from '../models/name.js';
@@ -10,7 +11,7 @@ import { fullName, modelKey } from '../models/name.js';
  * native lists (`/api/tags`, `/api/ps`) show only Ollama backends, whose models `/api/chat` can
  * reach; `/v1/models` shows OpenAI-compatible ones too.
  */
-function speaking(backends: readonly Backend[], api: 'ollama' | 'openai' = 'ollama'): Backend[] {
+function speaking(backends: readonly Backend[], api: Wire = 'ollama'): Backend[] {
   return backends.filter((b) => b.inRotation && b.catalog.known && b.speaks(api));
 }
 
@@ -27,7 +28,7 @@ export function withAliases(models: TagEntry[], aliases: Readonly<Record<string,
   return out;
 }
 
-export function fleetTags(backends: readonly Backend[], onConflict?: DigestConflict, api: 'ollama' | 'openai' = 'ollama'): { models: TagEntry[] } {
+export function fleetTags(backends: readonly Backend[], onConflict?: DigestConflict, api: Wire = 'ollama'): { models: TagEntry[] } {
   const byName = new Map<string, TagEntry>();
   const digests = new Map<string, Set<string>>();
   for (const b of speaking(backends, api)) {

@@ -2,8 +2,10 @@
 // backend's slots, so undici's own queue stays empty and the dispatcher's queue is the only one.
 // Everything else (catalog calls, pulls) uses `aux`, and health probes use `probe`, so neither
 // ever waits behind a long generation.
+import type { Wire } from '../api-flavor.js';
 import { Client, Pool, type Dispatcher } from 'undici';
-import { redactUrl, type BackendConfig, type BackendType, type GatewayConfig } from '../config/schema.js';
+import type { BackendConfig, BackendType, GatewayConfig } from '../config/schema.js';
+import { basicAuth, redactUrl } from '../url-credentials.js';
 import { ModelCatalog } from './catalog.js';
 import { HealthState, type HealthSignal, type Transition } from './health-state.js';
 
@@ -13,17 +15,6 @@ export interface PendingAttempt {
   redispatch(reason: string): void;
 }
 
-/**
- * A backend URL's `user:password@` as the `Authorization: Basic` header it stands for. undici
- * ignores userinfo in a URL, so a password-protected Ollama (behind a reverse proxy with basic
- * auth) would get no credentials at all; they are sent on every request instead (generations,
- * probes, catalog polls).
- */
-export function basicAuth(url: string): string | undefined {
-  const u = new URL(url);
-  if (!u.username && !u.password) return undefined;
-  return `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`;
-}
 
 /** `d`, with the backend's credentials set on every request it sends (none: `d` itself). */
 function withCredentials<T extends Dispatcher>(d: T, authorization: string | undefined): T {
@@ -123,7 +114,7 @@ export class Backend {
   }
 
   /** Can it answer this API? Ollama speaks both; an OpenAI-compatible server only `/v1`. */
-  speaks(api: 'ollama' | 'openai'): boolean {
+  speaks(api: Wire): boolean {
     return this.type === 'ollama' || api === 'openai';
   }
 

@@ -2,6 +2,7 @@
 // probe client, one at a time per backend, every interval (with a little jitter so a fleet's
 // probes do not line up), each bounded by the probe timeout.
 import type { Registry } from './registry.js';
+import { describeError } from '../errors.js';
 import type { Backend } from './backend.js';
 
 export class HealthChecker {
@@ -94,13 +95,4 @@ function isTimeout(err: unknown): boolean {
     if (e.name === 'TimeoutError' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 23) return true;
   }
   return false;
-}
-
-export function describeError(err: unknown): string {
-  if (err instanceof Error) {
-    const code = (err as { code?: unknown }).code;
-    const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
-    return typeof code === 'string' ? `${code} ${err.message}${cause}` : `${err.message}${cause}`;
-  }
-  return String(err);
 }

@@ -1,5 +1,6 @@
 // The set of backends, and what happens when it changes: backends join, leave after finishing
 // their work, drop out of rotation and come back. Listeners (the dispatcher) hear every change.
+import type { Wire } from '../api-flavor.js';
 import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config/schema.js';
 import { Backend } from './backend.js';
@@ -38,7 +39,7 @@ export class Registry {
   }
 
   /** Does any backend of the fleet (healthy or not, but not leaving) hold this model for this API? */
-  holds(model: string, api: 'ollama' | 'openai'): boolean {
+  holds(model: string, api: Wire): boolean {
     return this.list.some((b) => !b.retiring && b.speaks(api) && b.serves(model));
   }
 

@@ -1,5 +1,7 @@
 // The configuration's shape as a user writes it (snake_case YAML), validated once with zod and
 // turned into a frozen, camelCase GatewayConfig that the rest of the gateway reads.
+import { redactUrl } from '../url-credentials.js';
+import type { Wire } from '../api-flavor.js';
 import { z } from 'zod';
 
 const seconds = () => z.number({ error: `must be a number of seconds` }).min(0, `must be 0 or more`);
@@ -192,7 +194,7 @@ export const fileSchema = z.strictObject({
 
 export type FileConfig = z.infer<typeof fileSchema>;
 
-export type BackendType = 'ollama' | 'openai';
+export type BackendType = Wire;
 
 export interface BackendConfig {
   readonly name: string;
@@ -342,13 +344,4 @@ function deepFreeze<T>(o: T): T {
     for (const v of Object.values(o)) deepFreeze(v);
   }
   return o;
-}
-
-/** A URL fit for logs and status pages: any user and password replaced by `***`. */
-export function redactUrl(url: string): string {
-  const u = new URL(url);
-  if (!u.username && !u.password) return url;
-  u.username = u.username ? '***' : '';
-  u.password = u.password ? '***' : '';
-  return u.toString().replace(/\/$/, '');
 }

@@ -5,8 +5,9 @@
 // robin. A waiter leaves the queue when its max wait runs out (timer), when its client goes, or
 // when no backend it could use is left in rotation. Handing out a slot costs O(log n) in the
 // waiters (the queue's groups and heaps, wait-queue.ts), not a walk of the whole queue.
+import type { Wire } from '../api-flavor.js';
 import { GatewayError } from '../errors.js';
-import type { Cancellation } from '../http/cancel.js';
+import type { Cancellation } from '../cancel.js';
 import { ahead, WaitQueue, type QueueEntry, type Queued } from './wait-queue.js';
 
 /** What the dispatcher needs to know of a backend. */
@@ -23,7 +24,7 @@ export interface DispatchTarget {
   /** has this model (with these runner options) loaded */
   isWarm(key: string): boolean;
   /** can answer this API (an OpenAI-compatible server answers only `/v1`) */
-  speaks(api: 'ollama' | 'openai'): boolean;
+  speaks(api: Wire): boolean;
 }
 
 export interface Lease<T extends DispatchTarget> {
@@ -44,7 +45,7 @@ export interface AcquireOptions<T> {
   /** model and runner options: a backend with this loaded is preferred */
   readonly warmKey?: string | undefined;
   /** which API the job speaks; only backends that answer it may take it (default: ollama) */
-  readonly api?: 'ollama' | 'openai';
+  readonly api?: Wire;
   /** who the job is for, for fair queueing (a key, or a key's user); default: one shared flow */
   readonly flow?: string;
   /** this flow's share: a flow of weight 2 gets twice the slots of weight 1 while both wait */
@@ -60,7 +61,7 @@ interface Needs<T> {
   readonly exclude: ReadonlySet<T> | undefined;
   readonly model: string | undefined;
   readonly warmKey: string | undefined;
-  readonly api: 'ollama' | 'openai';
+  readonly api: Wire;
 }
 
 export interface DispatcherOptions {
@@ -213,6 +214,22 @@ export class Dispatcher<T extends DispatchTarget> {
   }
 
   /**
+   * A backend for a request that takes no slot (pass-through routes, `/api/show`): the next one
+   * in rotation that may take it, by the same choice as a slotted job's, busy or not.
+   */
+  pass(options: AcquireOptions<T> = {}): Lease<T> {
+    const needs: Needs<T> = { exclude: options.exclude, model: options.model, warmKey: undefined, api: options.api ?? 'ollama' };
+    const b = this.pick(needs, false);
+    if (!b) throw new GatewayError('no_healthy_backend', 'no healthy backend');
+    return { backend: b, queuedMs: 0, release: () => {} };
+  }
+
+  /** Could a backend in rotation (other than those excluded) take this job, now or later? */
+  canServe(options: AcquireOptions<T>): boolean {
+    return this.anyInRotation({ exclude: options.exclude, model: options.model, warmKey: undefined, api: options.api ?? 'ollama' });
+  }
+
+  /**
    * Hand free slots to waiters, oldest first, until no free slot is left that any waiter may
    * use. Called whenever a slot frees or a backend joins, recovers or grows. With warm-first, a
    * slot on a backend that has some waiter's model loaded may go to that waiter ahead of an older
@@ -337,13 +354,17 @@ export class Dispatcher<T extends DispatchTarget> {
    * loaded if any does; otherwise round robin.
    */
   private pickFree(needs: Needs<T>): T | undefined {
+    return this.pick(needs, true);
+  }
+
+  private pick(needs: Needs<T>, slotted: boolean): T | undefined {
     const list = this.targets();
     const n = list.length;
     let first: number | undefined;
     for (let i = 0; i < n; i++) {
       const idx = (this.cursor + i) % n;
       const b = list[idx]!;
-      if (!hasRoom(b) || !this.fits(b, needs)) continue;
+      if ((slotted && !hasRoom(b)) || !this.fits(b, needs)) continue;
       if (!this.opts.warmFirst || needs.warmKey === undefined || b.isWarm(needs.warmKey)) {
         this.cursor = (idx + 1) % n;
         return b;

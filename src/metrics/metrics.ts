@@ -22,7 +22,7 @@ export interface MetricsViews {
 }
 
 /** What a finished request tells the metrics. */
-export interface RequestFacts {
+export interface EndedRequest {
   readonly route: string;
   /** the key's name ('' without one): keys come from the config, so the label stays bounded */
   readonly key: string;
@@ -157,7 +157,7 @@ export class GatewayMetrics {
     return c;
   }
 
-  requestEnded(r: RequestFacts): void {
+  requestEnded(r: EndedRequest): void {
     const status = String(r.status);
     this.child('req', () => this.requests.labels(r.route, status, r.model, r.key), r.route, status, r.model, r.key).inc();
     if (r.queueMs !== undefined && r.backend !== '') this.queueWait.observe(r.queueMs / 1000);

@@ -1,72 +1,40 @@
-// Relaying a response body chunk by chunk as it arrives: no re-chunking, no buffering, and
-// backpressure both ways (a client that reads slowly pauses the upstream read; undici's idle
-// timer does not run while paused). Once headers are out a failure can no longer change the
-// status, so it becomes the stream's own last word: an NDJSON `{"error": ...}` line (Ollama's
-// convention), an SSE `data:` event with an OpenAI error object, or, for a plain body, a cut
+// The relay stage: a backend's answer to the client, chunk by chunk as it arrives (no
+// re-chunking, no buffering), with backpressure both ways (a client that reads slowly pauses the
+// upstream read; undici's idle timer does not run while paused). The taps (token counts, the
+// end-of-stream check, a metered key's budget, the gap histogram) see each chunk once, as it
+// passes. Once headers are out a failure can no longer change the status, so it becomes the
+// stream's own last word: an NDJSON `{"error": ...}` line (Ollama's convention), an SSE `data:`
+// event with an OpenAI error object, Anthropic's `event: error`, or, for a plain body, a cut
 // connection so the client cannot take a truncated answer for a whole one.
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Readable } from 'node:stream';
-import { GatewayError, toAnthropicBody, toOpenAIBody, type ApiFlavor } from '../errors.js';
-import type { Cancellation } from '../http/cancel.js';
+import type { Backend } from '../backends/backend.js';
+import type { Charge } from '../auth/budgets.js';
+import type { Cancellation } from '../cancel.js';
+import { flavorOf, type ApiFlavor } from '../api-flavor.js';
+import { GatewayError, toAnthropicBody, toOpenAIBody } from '../errors.js';
+import type { RequestContext } from '../front/context.js';
+import { downstreamHeaders } from '../front/headers.js';
+import type { BodySink, Upstream } from '../forward/upstream.js';
 import type { ChunkTransform } from './chunk-transform.js';
-import type { StreamEndCheck } from './stream-end.js';
-import type { TokenTap } from './token-tap.js';
+import { StreamEndCheck, expectedEnd } from './stream-end.js';
+import { eventsIn } from './stream-meter.js';
+import { TokenTap } from './token-tap.js';
 
-export interface RelayProgress {
-  bytes: number;
-  /** performance.now() when the first body byte was written to the client */
-  firstByteAt: number | undefined;
-  /** the last byte written was a newline (so an error line starts on a line of its own) */
-  atLineStart: boolean;
+export type StreamKind = 'ndjson' | 'sse' | 'other';
+
+export function streamKind(contentType: string | undefined): StreamKind {
+  if (!contentType) return 'other';
+  if (contentType.includes('ndjson')) return 'ndjson';
+  if (contentType.includes('text/event-stream')) return 'sse';
+  return 'other';
 }
 
-export interface RelayHooks {
-  /** sees every upstream chunk (token counts at the end) */
-  readonly tap: TokenTap;
-  /** sees every upstream chunk (did the stream end with its final chunk?) */
-  readonly end?: StreamEndCheck | undefined;
-  /** changes what the client gets (alias rename, dropped usage chunk) */
-  readonly transform?: ChunkTransform | undefined;
-  /** the gap before each chunk, in seconds */
-  readonly gaps?: ((seconds: number) => void) | undefined;
-  /** after each chunk is written: an error stops the relay there (a spent token budget) */
-  readonly meter?: ((chunk: Buffer) => Error | undefined) | undefined;
-  /** when this fires (a stop's drain deadline), the relay stops with `shutting_down` */
-  readonly stop?: Cancellation | undefined;
-}
-
-/**
- * Where relayed bytes go. The first chunk goes through the response, so that Node sends the
- * headers and that chunk in one packet (the client's time to first token). After it, a chunked
- * response (every stream) is written straight to its socket, one HTTP/1.1 chunk frame per
- * upstream chunk: one write, where ServerResponse.write makes four corked ones and a writev,
- * allocating for each. `res.end()` still writes the last chunk. Anything else goes through the
- * response as usual.
- */
-interface Sink {
-  write(chunk: Buffer): boolean;
-  /** emits 'drain' when a write that returned false has gone out */
-  drainer(): NodeJS.EventEmitter;
-}
-
-function sinkFor(res: ServerResponse): Sink {
-  let socket: Socket | undefined;
-  let started = false;
-  return {
-    write(chunk: Buffer): boolean {
-      if (socket) return socket.destroyed || socket.write(chunkFrame(chunk));
-      const ok = res.write(chunk);
-      if (!started) {
-        started = true;
-        const s = res.socket;
-        // (a pipelined response waiting its turn has no socket yet: it stays on the slow path)
-        if (res.chunkedEncoding && s !== null && !s.destroyed && res.req.method !== 'HEAD') socket = s;
-      }
-      return ok;
-    },
-    drainer: () => socket ?? res,
-  };
+export interface RelayOptions {
+  /** when this fires (a stop's drain deadline), the answer ends with `shutting_down` */
+  readonly stop: Cancellation;
+  /** where a stream's inter-chunk gaps go (metrics) */
+  readonly gapObserver?: ((backend: string, model: string | undefined) => (seconds: number) => void) | undefined;
 }
 
 const CRLF = 0x0d0a;
@@ -82,73 +50,154 @@ function chunkFrame(chunk: Buffer): Buffer {
   return frame;
 }
 
-export function relayBody(src: Readable, res: ServerResponse, progress: RelayProgress, hooks: RelayHooks): Promise<void> {
-  const { tap, end, transform, gaps, meter, stop } = hooks;
-  const sink = sinkFor(res);
-  return new Promise<void>((resolve, reject) => {
-    if (stop?.aborted) {
-      reject(stopped());
-      return;
+/**
+ * The client side of one answer, as the upstream's body sink. The first chunk goes through the
+ * response, so that Node sends the headers and that chunk in one packet (the client's time to
+ * first token). After it, a chunked response (every stream) is written straight to its socket,
+ * one HTTP/1.1 chunk frame per upstream chunk: one write, where ServerResponse.write makes four
+ * corked ones and a writev, allocating for each. `res.end()` still writes the last chunk.
+ * Anything else goes through the response as usual.
+ */
+class ClientRelay implements BodySink {
+  bytes = 0;
+  /** performance.now() when the first body byte was written to the client */
+  firstByteAt: number | undefined;
+  /** the last byte written was a newline (so an error line starts on a line of its own) */
+  atLineStart = true;
+  readonly tap = new TokenTap();
+  private socket: Socket | undefined;
+  private started = false;
+  private lastAt = 0;
+  private waitingOn: NodeJS.EventEmitter | undefined;
+  private readonly onDrain = (): void => {
+    this.waitingOn = undefined;
+    this.up.resume();
+  };
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly up: Upstream,
+    private readonly end: StreamEndCheck | undefined,
+    private readonly transform: ChunkTransform | undefined,
+    private readonly gaps: ((seconds: number) => void) | undefined,
+    /** a metered key's stream: its events counted as they pass, and cut when the budget is spent */
+    private readonly charge: Charge | undefined,
+    private readonly kind: StreamKind,
+  ) {}
+
+  data(chunk: Buffer): boolean {
+    const now = performance.now();
+    if (this.firstByteAt === undefined) this.firstByteAt = now;
+    else if (this.gaps) this.gaps((now - this.lastAt) / 1000);
+    this.lastAt = now;
+    this.bytes += chunk.length;
+    this.tap.push(chunk);
+    this.end?.push(chunk);
+    const out = this.transform ? this.transform.push(chunk) : chunk;
+    let go = true;
+    if (out.length > 0) {
+      this.atLineStart = out[out.length - 1] === 0x0a;
+      go = this.write(out);
     }
-    let last: number | undefined;
-    const onData = (chunk: Buffer) => {
-      if (progress.firstByteAt === undefined) progress.firstByteAt = performance.now();
-      if (gaps) {
-        const now = performance.now();
-        if (last !== undefined) gaps((now - last) / 1000);
-        last = now;
+    const charge = this.charge;
+    if (charge && !charge.add(eventsIn(chunk, this.kind))) {
+      const spent = charge.exhausted;
+      // (not from inside undici's data callback: the cut settles the relay with the budget's error)
+      if (spent) {
+        queueMicrotask(() => this.up.stop(spent));
+        return false;
       }
-      progress.bytes += chunk.length;
-      tap.push(chunk);
-      end?.push(chunk);
-      const out = transform ? transform.push(chunk) : chunk;
-      progress.atLineStart = out.length > 0 ? out[out.length - 1] === 0x0a : progress.atLineStart;
-      if (out.length > 0 && !sink.write(out)) {
-        src.pause();
-        waitingOn = sink.drainer();
-        waitingOn.once('drain', onDrain);
-      }
-      const stop = meter?.(chunk);
-      if (stop) finish(stop);
-    };
-    let waitingOn: NodeJS.EventEmitter | undefined;
-    const onDrain = () => {
-      waitingOn = undefined;
-      src.resume();
-    };
-    const unstop = stop?.onCancel(() => finish(stopped()));
-    const finish = (err?: Error) => {
-      unstop?.();
-      src.off('data', onData);
-      src.off('end', onEnd);
-      src.off('error', onError);
-      waitingOn?.off('drain', onDrain);
-      if (err) reject(err);
-      else resolve();
-    };
-    const onEnd = () => {
-      const rest = transform?.flush();
-      if (rest && rest.length > 0) sink.write(rest);
-      finish();
-    };
-    const onError = (err: Error) => finish(err);
-    src.on('data', onData);
-    src.once('end', onEnd);
-    src.once('error', onError);
-  });
+    }
+    if (!go) {
+      this.waitingOn = this.socket ?? this.res;
+      this.waitingOn.once('drain', this.onDrain);
+    }
+    return go;
+  }
+
+  private write(out: Buffer): boolean {
+    const socket = this.socket;
+    if (socket) return socket.destroyed || socket.write(chunkFrame(out));
+    const res = this.res;
+    const ok = res.write(out);
+    if (!this.started) {
+      this.started = true;
+      const s = res.socket;
+      // (a pipelined response waiting its turn has no socket yet: it stays on the slow path)
+      if (res.chunkedEncoding && s !== null && !s.destroyed && res.req.method !== 'HEAD') this.socket = s;
+    }
+    return ok;
+  }
+
+  /** What the transform held back, at the end. */
+  flush(): void {
+    const rest = this.transform?.flush();
+    if (rest && rest.length > 0) {
+      this.atLineStart = rest[rest.length - 1] === 0x0a;
+      this.write(rest);
+    }
+  }
+
+  detach(): void {
+    this.waitingOn?.off('drain', this.onDrain);
+    this.waitingOn = undefined;
+  }
+}
+
+/**
+ * Relay `up`, the answer `b` gave, to the client. Sets what it learns on the request: the status
+ * the client got, the bytes and first byte, the tokens, and the code of a final error line.
+ * Throws only `client_closed` (the front then logs 499); every other failure is told to the client.
+ */
+export async function relayAnswer(ctx: RequestContext, b: Backend, up: Upstream, opts: RelayOptions): Promise<void> {
+  const { res, outcome, facts } = ctx;
+  outcome.status = up.statusCode;
+  outcome.backendStatus = up.statusCode;
+  const headers = downstreamHeaders(up.headers, ctx.id);
+  // a rewritten answer may change length: let it go out chunked
+  if (ctx.transform) delete headers['content-length'];
+  res.writeHead(up.statusCode, headers);
+  const ct = up.headers['content-type'];
+  const kind = streamKind(Array.isArray(ct) ? ct[0] : ct);
+  const endKind = up.statusCode === 200 ? expectedEnd(ctx.path, kind) : undefined;
+  const endCheck = endKind ? new StreamEndCheck(endKind) : undefined;
+  outcome.streamed = endKind !== undefined;
+  const gaps = outcome.streamed ? opts.gapObserver?.(b.name, facts.model) : undefined;
+  const relay = new ClientRelay(res, up, endCheck, ctx.transform, gaps, outcome.streamed ? ctx.charge : undefined, kind);
+  outcome.phase = 'streaming';
+  const unstop = opts.stop.onCancel(() => up.stop(stopped()));
+  try {
+    if (opts.stop.aborted) throw stopped();
+    await up.pipe(relay);
+    relay.flush();
+    if (endCheck && endCheck.verdict(relay.tap.tail()) === 'cut_short') {
+      const ge = new GatewayError('upstream_failed', `backend ${b.name} ended the stream without its final chunk`);
+      outcome.failed(ge.code, 0);
+      endWithError(res, kind, ge, relay.atLineStart, flavorOf(ctx.path));
+    } else {
+      res.end();
+    }
+  } catch (err) {
+    const ge = err instanceof GatewayError ? err : new GatewayError('internal_error', 'internal gateway error', { cause: err });
+    if (ge.code === 'client_closed') throw ge;
+    // the relay stopped before the backend did (a spent budget, a stop): the cut stopped its GPU
+    up.stop(ge);
+    outcome.failed(ge.code, 0);
+    if (ge.code === 'upstream_failed') b.failure('traffic', ge.message);
+    endWithError(res, kind, ge, relay.atLineStart, flavorOf(ctx.path));
+  } finally {
+    unstop();
+    relay.detach();
+    facts.bytesOut = relay.bytes;
+    if (relay.firstByteAt !== undefined) facts.ttfbMs = relay.firstByteAt - ctx.start;
+    const counts = relay.tap.counts();
+    outcome.promptTokens = counts.prompt;
+    outcome.completionTokens = counts.completion;
+  }
 }
 
 function stopped(): GatewayError {
   return new GatewayError('shutting_down', 'the gateway stopped before this answer was complete (its drain deadline passed)');
-}
-
-export type StreamKind = 'ndjson' | 'sse' | 'other';
-
-export function streamKind(contentType: string | undefined): StreamKind {
-  if (!contentType) return 'other';
-  if (contentType.includes('ndjson')) return 'ndjson';
-  if (contentType.includes('text/event-stream')) return 'sse';
-  return 'other';
 }
 
 /**

@@ -5,11 +5,11 @@
 // succeeds when at least one backend held the model and none failed.
 import type { ServerResponse } from 'node:http';
 import type { Backend } from '../backends/backend.js';
-import { describeError } from '../backends/health-checker.js';
+import { describeError } from '../errors.js';
 import { GatewayError } from '../errors.js';
-import { CancelToken } from '../http/cancel.js';
-import type { RequestContext } from '../http/context.js';
-import { sendJson } from '../http/respond.js';
+import { CancelToken } from '../cancel.js';
+import type { RequestContext } from '../front/context.js';
+import { sendJson } from '../front/respond.js';
 
 type Headers = Record<string, string | string[]>;
 
@@ -45,7 +45,7 @@ export async function pullEverywhere(ctx: RequestContext, targets: readonly Back
   const stopListening = ctx.clientGoneSignal.onCancel(() => cut.cancel());
   const errors: string[] = [];
   if (stream) {
-    ctx.record.status = 200;
+    ctx.outcome.status = 200;
     ctx.res.writeHead(200, { 'content-type': 'application/x-ndjson' });
   }
   try {
@@ -102,7 +102,7 @@ export async function deleteEverywhere(ctx: RequestContext, targets: readonly Ba
   const failed = results.filter((r) => r.status !== 200 && r.status !== 404);
   if (failed.length > 0) throw new GatewayError('upstream_failed', `delete failed on ${failed.map((r) => `${r.b.name}: ${r.status || ''} ${r.text}`.trim()).join('; ')}`);
   if (deleted.length === 0) throw new GatewayError('model_not_found', `model '${model}' not found`);
-  ctx.record.status = 200;
+  ctx.outcome.status = 200;
   ctx.res.writeHead(200, { 'content-length': 0 });
   ctx.res.end();
 }

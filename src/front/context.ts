@@ -1,12 +1,12 @@
 // Per-request state: the id, the client-gone token (fired when the client goes away before
-// the answer is complete), and the facts the request's one log line reports.
+// the answer is complete), the facts the request's one log line reports, and its outcome.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { RequestRecord } from '../log/request-log.js';
+import { Outcome, type RequestFacts } from '../accounting/outcome.js';
 import type { ApiKey } from '../auth/keys.js';
 import type { Charge } from '../auth/budgets.js';
 import type { ChunkTransform } from '../relay/chunk-transform.js';
-import { CancelToken, type Cancellation } from './cancel.js';
+import { CancelToken, type Cancellation } from '../cancel.js';
 import { normalizePath } from './normalize-path.js';
 import { clip } from '../text/clip.js';
 import type { BodyMemory } from './body.js';
@@ -48,19 +48,16 @@ export class RequestContext {
   /** why the path cannot be normalized (the request is refused), if it cannot */
   readonly badPath: string | undefined;
   private readonly gone = new CancelToken();
-  readonly record: RequestRecord;
+  /** what the log line reports: set by the stage that learns each */
+  readonly facts: RequestFacts;
+  /** what became of it (status, code, phase, tokens): read by the accounting stage alone */
+  readonly outcome = new Outcome();
   /** the API key the request presented (undefined in open mode) */
   key: ApiKey | undefined;
   /** what the answer needs changed on its way (an alias's name, a usage chunk the client did not ask for) */
   transform: ChunkTransform | undefined;
   /** the job's account with its key's token budgets (metered keys only) */
   charge: Charge | undefined;
-  /** where the request is: for the phase a client left in */
-  phase: 'front' | 'queued' | 'upstream' | 'streaming' = 'front';
-  /** the answer is a streamed generation (NDJSON or SSE on a dispatched route) */
-  streamed = false;
-  /** sees the gap before each chunk of a streamed generation, in seconds */
-  gapObserver: ((seconds: number) => void) | undefined;
 
   constructor(
     readonly req: IncomingMessage,
@@ -83,7 +80,7 @@ export class RequestContext {
       this.upstreamPath = url;
       this.badPath = n.reason;
     }
-    this.record = {
+    this.facts = {
       id: this.id,
       method: req.method ?? 'GET',
       path: clip(this.path),
@@ -91,16 +88,12 @@ export class RequestContext {
       backend: undefined,
       key: undefined,
       flow: undefined,
-      status: 0,
-      code: undefined,
       queueMs: undefined,
       ttfbMs: undefined,
       durationMs: 0,
       bytesIn: 0,
       bytesOut: 0,
       attempts: 0,
-      promptTokens: undefined,
-      completionTokens: undefined,
     };
     const unwatch = req.socket.destroyed ? undefined : watch(req.socket, this.gone);
     if (!unwatch) this.gone.cancel();
@@ -117,5 +110,9 @@ export class RequestContext {
 
   get clientGone(): boolean {
     return this.gone.aborted;
+  }
+
+  get method(): string {
+    return this.facts.method;
   }
 }

@@ -5,7 +5,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { GatewayConfig } from '../config/schema.js';
-import { GatewayError, errorBody, flavorOf, isGatewayError } from '../errors.js';
+import { flavorOf } from '../api-flavor.js';
+import { GatewayError, errorBody, isGatewayError } from '../errors.js';
 import { RequestContext } from './context.js';
 import { BodyMemory } from './body.js';
 import { Cors } from './cors.js';
@@ -24,7 +25,7 @@ export interface FrontHandlers {
   draining(): boolean;
   /** who may do this: sets ctx.key, or throws 401/403 */
   authorize(ctx: RequestContext, route: RouteKind): void;
-  /** the request is over: its one log line, its metrics */
+  /** the request is over: the accounting stage (its charge, log line, ledger row, metrics) */
   ended(ctx: RequestContext): void;
 }
 
@@ -57,14 +58,14 @@ async function handle(req: IncomingMessage, res: ServerResponse, h: FrontHandler
     const crossOrigin = cors.apply(req, res);
     if (crossOrigin === 'forbidden') throw new GatewayError('origin_forbidden', 'origin not allowed (cors.origins)');
     if (crossOrigin === 'preflight') {
-      ctx.record.status = 204;
+      ctx.outcome.status = 204;
       res.writeHead(204, { 'content-length': 0 });
       res.end();
       return;
     }
     if (h.draining()) throw new GatewayError('shutting_down', 'the gateway is shutting down');
     if (ctx.badPath !== undefined) throw new GatewayError('bad_path', `the request path holds ${ctx.badPath}`);
-    const route = classifyRoute(ctx.record.method, ctx.path);
+    const route = classifyRoute(ctx.method, ctx.path);
     h.authorize(ctx, route);
     switch (route) {
       case 'gateway':
@@ -90,26 +91,23 @@ async function handle(req: IncomingMessage, res: ServerResponse, h: FrontHandler
     if (ge.code === 'internal_error') log.error({ req_id: ctx.id, err }, 'internal error');
     sendError(ctx, ge, cfg);
   } finally {
-    ctx.record.durationMs = performance.now() - ctx.start;
-    if (ctx.clientGone && ctx.record.code === undefined) ctx.record.code = 'client_closed';
-    if (ctx.clientGone) ctx.record.status = 499;
     h.ended(ctx);
   }
 }
 
 function sendError(ctx: RequestContext, err: GatewayError, cfg: GatewayConfig): void {
   const { res } = ctx;
-  ctx.record.code = err.code;
   if (err.code === 'client_closed' || ctx.clientGone) {
-    ctx.record.status = 499;
+    ctx.outcome.failed(err.code, 0);
+    ctx.outcome.clientLeft();
     return;
   }
+  ctx.outcome.failed(err.code, res.headersSent ? 0 : err.status);
   if (res.headersSent) {
     // nothing honest can be said on a response already under way
     res.destroy();
     return;
   }
-  ctx.record.status = err.status;
   // as Ollama's CORS middleware aborts: the status alone; and an unknown path as gin answers it
   const plain = err.code === 'not_found';
   const body = err.code === 'origin_forbidden' ? '' : plain ? '404 page not found' : errorBody(err, flavorOf(ctx.path), ctx.id);
@@ -123,10 +121,10 @@ function sendError(ctx: RequestContext, err: GatewayError, cfg: GatewayConfig): 
   const unreadBody = !ctx.req.complete && (ctx.req.headers['content-length'] !== undefined || ctx.req.headers['transfer-encoding'] !== undefined);
   if (err.code === 'body_too_large' || err.code === 'shutting_down' || unreadBody) headers['connection'] = 'close';
   if (unreadBody || err.code === 'body_too_large') lingeringClose(ctx.req, cfg.limits.lingerMs);
-  ctx.record.ttfbMs = performance.now() - ctx.start;
-  ctx.record.bytesOut = Buffer.byteLength(body);
+  ctx.facts.ttfbMs = performance.now() - ctx.start;
+  ctx.facts.bytesOut = Buffer.byteLength(body);
   res.writeHead(err.status, headers);
-  res.end(ctx.record.method === 'HEAD' ? undefined : body);
+  res.end(ctx.method === 'HEAD' ? undefined : body);
 }
 
 /**

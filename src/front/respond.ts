@@ -3,11 +3,11 @@ import type { RequestContext } from './context.js';
 
 export function sendBody(ctx: RequestContext, status: number, body: string, contentType: string): void {
   const bytes = Buffer.byteLength(body);
-  ctx.record.status = status;
-  ctx.record.bytesOut = ctx.record.method === 'HEAD' ? 0 : bytes;
-  ctx.record.ttfbMs = performance.now() - ctx.start;
+  ctx.outcome.status = status;
+  ctx.facts.bytesOut = ctx.method === 'HEAD' ? 0 : bytes;
+  ctx.facts.ttfbMs = performance.now() - ctx.start;
   ctx.res.writeHead(status, { 'content-type': contentType, 'content-length': bytes });
-  ctx.res.end(ctx.record.method === 'HEAD' ? undefined : body);
+  ctx.res.end(ctx.method === 'HEAD' ? undefined : body);
 }
 
 /** JSON as gin writes it on native routes; `/v1` routes say plain `application/json`. */
