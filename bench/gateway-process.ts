@@ -5,6 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { getHeapSpaceStatistics } from 'node:v8';
 import { loadConfig } from '../src/config/load.js';
 import { Gateway } from '../src/gateway.js';
 import { createLogger } from '../src/log/logger.js';
@@ -47,6 +48,9 @@ process.on('message', (m: { type: string }) => {
       eld: { p50: eld.percentile(50) / 1e6, p99: eld.percentile(99) / 1e6, max: eld.max / 1e6, mean: eld.mean / 1e6 },
       rss: mem.rss,
       offloaded: gateway.inspector.offloaded,
+      // where the memory is: each V8 heap space's committed size (MiB), beside rss
+      spaces: Object.fromEntries(getHeapSpaceStatistics().map((x) => [x.space_name, Math.round(x.physical_space_size / 1048576)])),
+      arrayBuffers: Math.round(mem.arrayBuffers / 1048576),
     });
   } else if (m.type === 'queue-cancels') {
     process.send!({ type: 'queue-cancels', at: queueCancels.splice(0) });

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-export type ProxyName = 'nginx' | 'haproxy' | 'node-floor';
+export type ProxyName = 'nginx' | 'haproxy' | 'node-floor' | 'http-floor';
 
 export interface RunningProxy {
   readonly name: ProxyName;
@@ -44,7 +44,7 @@ function which(bin: string): string | undefined {
 
 /** Which of the proxies this machine has. */
 export function available(): Record<ProxyName, boolean> {
-  return { nginx: which('nginx') !== undefined, haproxy: which('haproxy') !== undefined, 'node-floor': true };
+  return { nginx: which('nginx') !== undefined, haproxy: which('haproxy') !== undefined, 'node-floor': true, 'http-floor': true };
 }
 
 async function waitForPort(port: number, proc: ChildProcess, what: string): Promise<void> {
@@ -116,8 +116,9 @@ ${backendPorts.map((p, i) => `  server s${i} 127.0.0.1:${p} maxconn 1`).join('\n
 export async function startProxy(name: ProxyName, backendPort: number, children: ChildProcess[]): Promise<RunningProxy> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  if (name === 'node-floor') {
-    const proc = fork(join(here, 'node-floor.js'), [String(port), String(backendPort)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  if (name === 'node-floor' || name === 'http-floor') {
+    const arg = name === 'node-floor' ? String(backendPort) : `http://127.0.0.1:${backendPort}`;
+    const proc = fork(join(here, `${name}.js`), [String(port), arg], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     children.push(proc);
     await new Promise((resolve) => proc.once('message', resolve));
     return { name, url, pids: () => [proc.pid!], stop: () => kill(proc) };

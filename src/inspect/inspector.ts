@@ -23,7 +23,9 @@ export class Inspector {
       opts.workers > 0
         ? new Piscina<InspectTask, InspectResult>({
             filename: new URL('./worker.js', import.meta.url).href,
-            minThreads: opts.workers,
+            // started with the first large body, not at start-up: a worker thread is ~11 MB of
+            // memory that a gateway whose bodies are all small never needs
+            minThreads: 0,
             maxThreads: opts.workers,
             idleTimeout: 60_000,
           })

@@ -32,9 +32,15 @@ export class StreamEndCheck {
   constructor(private readonly kind: EndKind) {}
 
   push(chunk: Buffer): void {
-    if (this.kind !== 'ndjson' || this.sawDone) return;
+    if (this.kind !== 'ndjson' || this.sawDone || chunk.length === 0) return;
     if (chunk.indexOf(DONE) !== -1 || (this.prevLength > 0 && splitAcross(this.prev.subarray(0, this.prevLength), chunk))) {
       this.sawDone = true;
+      return;
+    }
+    // a chunk that ends a line (Ollama sends one line a chunk) leaves no marker half-said: the
+    // marker holds no newline, so nothing of it can be kept from before the newline
+    if (chunk[chunk.length - 1] === 0x0a) {
+      this.prevLength = 0;
       return;
     }
     // keep the last bytes of what came so far (a short chunk adds to what was kept)
