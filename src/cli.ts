@@ -1,6 +1,5 @@
 // The command line: serve, check-config, demo, simulate. Every failure a user can cause is one
 // clear line on stderr and a non-zero exit, never a stack trace.
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { CONFIG_ENV, ConfigError, OPTIONS, checkConfigFile, formatProblem, loadConfig, type LoadSources } from './config/load.js';
 import type { GatewayConfig } from './config/schema.js';
@@ -14,10 +13,10 @@ import { SqliteUsageStore } from './usage/sqlite.js';
 import { createLogger } from './log/logger.js';
 import { hashKey, newKey } from './auth/keys.js';
 import { Simulator } from './simulator/simulator.js';
+import { VERSION } from './version.js';
 
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
+  return VERSION;
 }
 
 export interface CliIO {

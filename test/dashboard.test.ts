@@ -21,9 +21,9 @@ t.test('every series the dashboard queries is in /metrics', async (t) => {
     exported.add(m[1]!);
     if (m[2] === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) exported.add(m[1]! + suffix);
   }
-  const FUNCTIONS = new Set(['sum', 'rate', 'increase', 'histogram_quantile', 'count', 'by', 'le', 'model', 'backend', 'status', 'reason', 'phase', 'to', 'type', 'output']);
+  const FUNCTIONS = new Set(['sum', 'max', 'rate', 'increase', 'histogram_quantile', 'count', 'by', 'le', 'model', 'backend', 'status', 'reason', 'phase', 'to', 'type', 'output', 'key', 'job', 'instance']);
   for (const e of exprs) {
-    const names = (e.replace(/"[^"]*"/g, '').match(/[a-z_][a-z0-9_]*/g) ?? []).filter((n) => !FUNCTIONS.has(n) && !/^\d/.test(n) && n.includes('_'));
+    const names = (e.replace(/"[^"]*"/g, '').replace(/\$\w+/g, '').match(/[a-z_][a-z0-9_]*/g) ?? []).filter((n) => !FUNCTIONS.has(n) && !/^\d/.test(n) && n.includes('_'));
     for (const n of names) t.ok(exported.has(n), `${n} (in ${e}) is exported`);
   }
 });

@@ -3,6 +3,7 @@
 // the OpenTelemetry gen_ai conventions where one exists (time to first token, time per output
 // token, token usage by type); label values are bounded (unknown models become "other", routes
 // are a fixed set).
+import { VERSION } from '../version.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { FastHistogram } from './fast-histogram.js';
 
@@ -42,6 +43,11 @@ export interface EndedRequest {
   readonly streamed: boolean;
 }
 
+/** A key's own limits turning a request away (429s), each counted as its own reason. */
+const KEY_REFUSALS = ['rate_limited', 'concurrency_limited', 'token_rate_limited', 'budget_exhausted'] as const;
+const REJECTIONS = ['queue_full', 'key_queue_full', 'queue_timeout', 'no_healthy_backend', 'shutting_down', ...KEY_REFUSALS] as const;
+export type Rejection = (typeof REJECTIONS)[number];
+
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const GAP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56];
 
@@ -54,6 +60,7 @@ export class GatewayMetrics {
   private readonly tokens: Counter<'backend' | 'model' | 'type'>;
   private readonly tokensPerSecond: Histogram<'backend' | 'model'>;
   private readonly rejections: Counter<'reason'>;
+  private readonly keyTokens: Counter<'key' | 'type'>;
   private readonly cancellations: Counter<'phase'>;
   private readonly retries: Counter;
   private readonly transitions: Counter<'backend' | 'to'>;
@@ -61,6 +68,13 @@ export class GatewayMetrics {
   constructor(views: MetricsViews) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 10 });
+    // prom-client names three gauges with a counter's `_total`, which `promtool check metrics`
+    // refuses; the handle and request counts they carry are of no use to an operator
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(name);
+    new Gauge({ name: 'ollama_gateway_build_info', help: 'Always 1: the gateway version and the Node.js it runs on, as labels.', labelNames: ['version', 'node'], registers }).set(
+      { version: VERSION, node: process.version },
+      1,
+    );
     this.requests = new Counter({ name: 'ollama_gateway_requests_total', help: 'Requests by route, status, model and key name (empty: open mode or no valid key).', labelNames: ['route', 'status', 'model', 'key'], registers });
     this.queueWait = new Histogram({ name: 'ollama_gateway_queue_wait_seconds', help: 'Time a job waited for a slot.', buckets: LATENCY_BUCKETS, registers });
     this.ttft = new Histogram({
@@ -85,7 +99,14 @@ export class GatewayMetrics {
       buckets: [1, 5, 10, 20, 40, 60, 80, 100, 150, 200, 400, 800],
       registers,
     });
-    this.rejections = new Counter({ name: 'ollama_gateway_rejections_total', help: 'Jobs turned away: queue_full, key_queue_full, queue_timeout (evicted), no_healthy_backend, shutting_down.', labelNames: ['reason'], registers });
+    this.rejections = new Counter({
+      name: 'ollama_gateway_rejections_total',
+      help: `Jobs turned away, by reason: ${REJECTIONS.join(', ')}.`,
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const reason of REJECTIONS) this.rejections.inc({ reason }, 0);
+    this.keyTokens = new Counter({ name: 'ollama_gateway_key_tokens_total', help: 'Tokens by key name (empty: open mode) and type (input: prompt, output: completion), as charged.', labelNames: ['key', 'type'], registers });
     this.cancellations = new Counter({ name: 'ollama_gateway_cancellations_total', help: 'Requests whose client left, by phase.', labelNames: ['phase'], registers });
     this.retries = new Counter({ name: 'ollama_gateway_retries_total', help: 'Tries sent to another backend before any byte reached the client.', registers });
     this.transitions = new Counter({ name: 'ollama_gateway_backend_transitions_total', help: 'Backends leaving (to=down) and rejoining (to=up) rotation.', labelNames: ['backend', 'to'], registers });
@@ -136,7 +157,7 @@ export class GatewayMetrics {
     return this.tpot.child({ backend, model });
   }
 
-  rejected(reason: 'queue_full' | 'key_queue_full' | 'queue_timeout' | 'no_healthy_backend' | 'shutting_down'): void {
+  rejected(reason: Rejection): void {
     this.rejections.inc({ reason });
   }
 
@@ -163,8 +184,11 @@ export class GatewayMetrics {
     if (r.queueMs !== undefined && r.backend !== '') this.queueWait.observe(r.queueMs / 1000);
     if (r.attempts > 1) this.retries.inc(r.attempts - 1);
     if (r.cancelledIn) this.cancellations.inc({ phase: r.cancelledIn });
+    if (r.status === 429 && r.code !== undefined && (KEY_REFUSALS as readonly string[]).includes(r.code)) this.rejected(r.code as Rejection);
     if (r.code === 'shutting_down') this.rejected('shutting_down');
     if (r.status === 200 && r.streamed && r.ttfbMs !== undefined) this.ttft.observe({ backend: r.backend, model: r.model }, r.ttfbMs / 1000);
+    if (r.promptTokens) this.child('ktok', () => this.keyTokens.labels(r.key, 'input'), r.key, 'input').inc(r.promptTokens);
+    if (r.completionTokens) this.child('ktok', () => this.keyTokens.labels(r.key, 'output'), r.key, 'output').inc(r.completionTokens);
     if (r.promptTokens !== undefined) this.child('tok', () => this.tokens.labels(r.backend, r.model, 'input'), r.backend, r.model, 'input').inc(r.promptTokens);
     if (r.completionTokens !== undefined) {
       this.child('tok', () => this.tokens.labels(r.backend, r.model, 'output'), r.backend, r.model, 'output').inc(r.completionTokens);
