@@ -85,3 +85,23 @@ t.test('"done":true split over three chunks, and the token tail across any chunk
   short.push(Buffer.from('{"eval_count":2}'));
   t.equal(short.tail(), '{"eval_count":2}', 'a stream shorter than the ring');
 });
+
+t.test('a Responses stream is whole when its last event is response.completed, wherever the chunks cut it', async (t) => {
+  const tail = (s: string) => s.slice(-1024);
+  const stream =
+    'event: response.created\ndata: {"type":"response.created"}\n\n' +
+    'event: response.output_text.delta\ndata: {"delta":"event: response.completed\\n","type":"response.output_text.delta"}\n\n' +
+    `event: response.completed\ndata: {"response":{"output":"${'x'.repeat(3000)}"},"type":"response.completed"}\n\n`;
+  for (const size of [1, 7, 23, 64, stream.length]) {
+    const c = new StreamEndCheck('responses');
+    for (let at = 0; at < stream.length; at += size) c.push(Buffer.from(stream.slice(at, at + size)));
+    t.equal(c.verdict(tail(stream)), 'complete', `in chunks of ${size}`);
+  }
+  // the name inside a data line's JSON is no event
+  const cut = new StreamEndCheck('responses');
+  cut.push(Buffer.from(stream.slice(0, stream.indexOf('event: response.completed\ndata'))));
+  t.equal(cut.verdict(''), 'cut_short', 'cut before the last event: an "event:" inside data is not one');
+  const failed = new StreamEndCheck('responses');
+  failed.push(Buffer.from('event: response.created\ndata: {}\n\nevent: response.failed\ndata: {"type":"response.failed"}\n\n'));
+  t.equal(failed.verdict(''), 'backend_error', "the backend's own failure");
+});

@@ -173,7 +173,7 @@ export async function relayAnswer(ctx: RequestContext, b: Backend, up: Upstream,
     if (endCheck && endCheck.verdict(relay.tap.tail()) === 'cut_short') {
       const ge = new GatewayError('upstream_failed', `backend ${b.name} ended the stream without its final chunk`);
       outcome.failed(ge.code, 0);
-      endWithError(res, kind, ge, relay.atLineStart, flavorOf(ctx.path));
+      endWithError(res, kind, ge, relay.atLineStart, grammarOf(ctx.path));
     } else {
       res.end();
     }
@@ -184,7 +184,7 @@ export async function relayAnswer(ctx: RequestContext, b: Backend, up: Upstream,
     up.stop(ge);
     outcome.failed(ge.code, 0);
     if (ge.code === 'upstream_failed') b.failure('traffic', ge.message);
-    endWithError(res, kind, ge, relay.atLineStart, flavorOf(ctx.path));
+    endWithError(res, kind, ge, relay.atLineStart, grammarOf(ctx.path));
   } finally {
     unstop();
     relay.detach();
@@ -200,19 +200,30 @@ function stopped(): GatewayError {
   return new GatewayError('shutting_down', 'the gateway stopped before this answer was complete (its drain deadline passed)');
 }
 
+/** A stream's grammar for its last word: an API's error shape, or OpenAI Responses' own events. */
+export type StreamGrammar = ApiFlavor | 'responses';
+
+export function grammarOf(path: string): StreamGrammar {
+  return path === '/v1/responses' ? 'responses' : flavorOf(path);
+}
+
 /**
  * End a response whose headers are already out after an upstream failure, in the stream's own
- * grammar: Ollama's final `{"error"}` line, OpenAI's error object as a `data:` event, or
+ * grammar: Ollama's final `{"error"}` line, OpenAI's error object as a `data:` event,
  * Anthropic's `event: error` (an unnamed event is ignored by the Anthropic SDK, which would take
- * a cut answer for a whole one).
+ * a cut answer for a whole one), or the Responses API's terminal `response.failed` event (what
+ * Codex and the openai client end a failed turn on).
  */
-export function endWithError(res: ServerResponse, kind: StreamKind, err: GatewayError, atLineStart: boolean, flavor: ApiFlavor = 'openai'): void {
+export function endWithError(res: ServerResponse, kind: StreamKind, err: GatewayError, atLineStart: boolean, grammar: StreamGrammar = 'openai'): void {
   if (res.destroyed) return;
   const sep = atLineStart ? '' : '\n';
   if (kind === 'ndjson') {
     res.end(`${sep}${JSON.stringify({ error: err.message })}\n`);
-  } else if (kind === 'sse' && flavor === 'anthropic') {
+  } else if (kind === 'sse' && grammar === 'anthropic') {
     res.end(`${sep}event: error\ndata: ${JSON.stringify(toAnthropicBody(err))}\n\n`);
+  } else if (kind === 'sse' && grammar === 'responses') {
+    const failed = { type: 'response.failed', response: { object: 'response', status: 'failed', error: { code: err.code, message: err.message } } };
+    res.end(`${sep}event: response.failed\ndata: ${JSON.stringify(failed)}\n\n`);
   } else if (kind === 'sse') {
     res.end(`${sep}data: ${JSON.stringify(toOpenAIBody(err))}\n\n`);
   } else {

@@ -304,6 +304,7 @@ export class Simulator extends EventEmitter {
       '/v1/completions': { POST: (q, r, b, s) => this.generate(q, r, b, s, 'openai-completion') },
       '/v1/embeddings': { POST: (q, r, b, s) => this.embed(q, r, b, s, 'openai') },
       '/v1/messages': { POST: (q, r, b, s) => this.generate(q, r, b, s, 'anthropic') },
+      '/v1/responses': { POST: (q, r, b, s) => this.generate(q, r, b, s, 'responses') },
       '/v1/images/generations': { POST: (q, r, b, s) => this.gpuJob(q, r, b, s, 'image') },
       '/v1/images/edits': { POST: (q, r, b, s) => this.gpuJob(q, r, b, s, 'image') },
       '/v1/audio/transcriptions': { POST: (q, r, b, s) => this.gpuJob(q, r, b, s, 'transcription') },
@@ -687,10 +688,10 @@ export class Simulator extends EventEmitter {
     res: ServerResponse,
     body: Json | undefined,
     seen: SeenRequest,
-    kind: 'generate' | 'chat' | 'openai-chat' | 'openai-completion' | 'anthropic',
+    kind: GenerationKind,
   ): void {
     // the OpenAI and Anthropic routes: SSE, streamed only when asked, `max_tokens`
-    const openai = kind.startsWith('openai') || kind === 'anthropic';
+    const openai = kind.startsWith('openai') || kind === 'anthropic' || kind === 'responses';
     const name = typeof body?.['model'] === 'string' ? body['model'] : '';
     if (!name) return this.error(res, seen.path, 400, 'model is required');
     const m = this.models.get(this.key(name));
@@ -701,7 +702,7 @@ export class Simulator extends EventEmitter {
     // nothing to generate: Ollama's load (a preload) or, with keep_alive 0, unload (`ollama stop`)
     const nothing = kind === 'generate' ? !(typeof body?.['prompt'] === 'string' && body['prompt'] !== '') : kind === 'chat' ? !(Array.isArray(body?.['messages']) && (body['messages'] as unknown[]).length > 0) : false;
     if (nothing) return this.loadOrUnload(res, kind === 'chat' ? 'chat' : 'generate', name, m.name, runnerKey(options), body?.['keep_alive']);
-    const maxTokens = openai ? body?.['max_tokens'] : options['num_predict'];
+    const maxTokens = kind === 'responses' ? body?.['max_output_tokens'] : openai ? body?.['max_tokens'] : options['num_predict'];
     const limit = typeof maxTokens === 'number' && maxTokens >= 0 ? maxTokens : undefined;
     const count = limit !== undefined ? Math.min(limit, this.tokens) : this.tokens;
     const doneReason = limit !== undefined && limit <= this.tokens ? 'length' : 'stop';
@@ -802,13 +803,58 @@ class ChunkFormat {
   private readonly created = Math.floor(Date.now() / 1000);
 
   constructor(
-    private readonly kind: 'generate' | 'chat' | 'openai-chat' | 'openai-completion' | 'anthropic',
+    private readonly kind: GenerationKind,
     private readonly model: string,
     private readonly promptTokens: number,
   ) {}
 
+  /** (Responses) the text so far, the next event's sequence number, and the ids */
+  private text = '';
+  private sequence = 0;
+  private readonly responseId = `resp_${Math.floor(Math.random() * 999999)}`;
+  private readonly itemId = `msg_${Math.floor(Math.random() * 999999)}`;
+
+  /** A Responses event as Ollama writes it: a Go map, so its keys sorted, `type` and `sequence_number` added. */
+  private responsesEvent(name: string, data: Json): string {
+    return event(name, sortedKeys({ ...data, type: name, sequence_number: this.sequence++ }));
+  }
+
+  /** The response object of Ollama's Responses stream events (openai/responses.go, buildResponseObject). */
+  private responseObject(status: string, output: unknown[], usage: Json | null): Json {
+    return {
+      background: false, completed_at: status === 'completed' ? this.created : null, created_at: this.created, error: null, frequency_penalty: 0, id: this.responseId,
+      incomplete_details: null, instructions: null, max_output_tokens: null, max_tool_calls: null, metadata: {}, model: this.model, object: 'response', output,
+      parallel_tool_calls: true, presence_penalty: 0, previous_response_id: null, prompt_cache_key: null, reasoning: null, safety_identifier: null, service_tier: 'default',
+      status, store: false, temperature: 1, text: { format: { type: 'text' } }, tool_choice: 'auto', tools: [], top_logprobs: 0, top_p: 1, truncation: 'disabled', usage,
+    };
+  }
+
+  private responsesMessage(status: string): Json {
+    return { content: status === 'completed' ? [this.responsesPart()] : [], id: this.itemId, role: 'assistant', status, type: 'message' };
+  }
+
+  private responsesPart(): Json {
+    return { annotations: [], logprobs: [], text: this.text, type: 'output_text' };
+  }
+
+  private responsesUsage(count: number): Json {
+    return { input_tokens: this.promptTokens, input_tokens_details: { cached_tokens: 0 }, output_tokens: count, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: this.promptTokens + count };
+  }
+
   token(text: string, first: boolean): string {
     switch (this.kind) {
+      case 'responses': {
+        // Ollama's Responses stream (openai/responses.go, ResponsesStreamConverter)
+        let out = '';
+        if (first) {
+          out += this.responsesEvent('response.created', { response: this.responseObject('in_progress', [], null) });
+          out += this.responsesEvent('response.in_progress', { response: this.responseObject('in_progress', [], null) });
+          out += this.responsesEvent('response.output_item.added', { item: this.responsesMessage('in_progress'), output_index: 0 });
+          out += this.responsesEvent('response.content_part.added', { content_index: 0, item_id: this.itemId, output_index: 0, part: { ...this.responsesPart(), text: '' } });
+        }
+        this.text += text;
+        return out + this.responsesEvent('response.output_text.delta', { content_index: 0, delta: text, item_id: this.itemId, logprobs: [], output_index: 0 });
+      }
       case 'anthropic': {
         // Ollama's Anthropic Messages stream (middleware/anthropic.go): named events
         const delta = event('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text } });
@@ -864,6 +910,13 @@ class ChunkFormat {
 
   final(count: number, doneReason: string, totalNs: number, promptNs: number, evalNs: number, includeUsage: boolean): string {
     switch (this.kind) {
+      case 'responses':
+        return (
+          this.responsesEvent('response.output_text.done', { content_index: 0, item_id: this.itemId, logprobs: [], output_index: 0, text: this.text }) +
+          this.responsesEvent('response.content_part.done', { content_index: 0, item_id: this.itemId, output_index: 0, part: this.responsesPart() }) +
+          this.responsesEvent('response.output_item.done', { item: this.responsesMessage('completed'), output_index: 0 }) +
+          this.responsesEvent('response.completed', { response: this.responseObject('completed', [this.responsesMessage('completed')], this.responsesUsage(count)) })
+        );
       case 'anthropic':
         return (
           event('content_block_stop', { type: 'content_block_stop', index: 0 }) +
@@ -891,6 +944,17 @@ class ChunkFormat {
 
   whole(text: string, count: number, doneReason: string, totalNs: number, promptNs: number, evalNs: number): Json {
     switch (this.kind) {
+      case 'responses': {
+        // a Go struct (ToResponse): fields in their declared order, usage near the end
+        this.text = text;
+        return {
+          id: this.responseId, object: 'response', created_at: this.created, completed_at: this.created, status: 'completed', incomplete_details: null, model: this.model,
+          previous_response_id: null, instructions: null, output: [this.responsesMessage('completed')], error: null, tools: [], tool_choice: 'auto', truncation: 'disabled',
+          parallel_tool_calls: true, text: { format: { type: 'text' } }, top_p: 1, presence_penalty: 0, frequency_penalty: 0, top_logprobs: 0, temperature: 1, reasoning: null,
+          usage: this.responsesUsage(count), max_output_tokens: null, max_tool_calls: null, store: false, background: false, service_tier: 'default', metadata: {},
+          safety_identifier: null, prompt_cache_key: null,
+        };
+      }
       case 'anthropic':
         return {
           id: `msg_${this.id}`,
@@ -928,6 +992,17 @@ class ChunkFormat {
         };
     }
   }
+}
+
+type GenerationKind = 'generate' | 'chat' | 'openai-chat' | 'openai-completion' | 'anthropic' | 'responses';
+
+/** `o` with its keys (and its objects' keys) sorted, as Go's encoding/json writes a map. */
+function sortedKeys(o: unknown): Json {
+  if (Array.isArray(o)) return o.map(sortedKeys) as unknown as Json;
+  if (o === null || typeof o !== 'object') return o as Json;
+  const out: Json = {};
+  for (const k of Object.keys(o).sort()) out[k] = sortedKeys((o as Json)[k]);
+  return out;
 }
 
 function event(name: string, o: unknown): string {
