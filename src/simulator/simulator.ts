@@ -3,6 +3,7 @@
 // real thing (shared/reference/ollama-api.md), a parallel limit like OLLAMA_NUM_PARALLEL with an
 // unbounded FIFO behind it, configurable timing, fault switches, and counters of what it saw.
 // Tests hold and release generations (`hold()` / `release()`) instead of sleeping.
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -620,7 +621,14 @@ export class Simulator extends EventEmitter {
           this.json(
             res,
             200,
-            { object: 'list', data: vectors.map((e, i) => ({ object: 'embedding', embedding: e, index: i })), model: name, usage: { prompt_tokens: tokens, total_tokens: tokens } },
+            {
+              object: 'list',
+              // as Ollama's ToEmbeddingList: base64 of little-endian float32 when asked (the openai
+              // client asks by default), floats otherwise
+              data: vectors.map((e, i) => ({ object: 'embedding', embedding: body?.['encoding_format'] === 'base64' ? float32Base64(e) : e, index: i })),
+              model: name,
+              usage: { prompt_tokens: tokens, total_tokens: tokens },
+            },
             'application/json',
           );
         this.stats.completed++;
@@ -705,10 +713,14 @@ export class Simulator extends EventEmitter {
     const maxTokens = kind === 'responses' ? body?.['max_output_tokens'] : openai ? body?.['max_tokens'] : options['num_predict'];
     const limit = typeof maxTokens === 'number' && maxTokens >= 0 ? maxTokens : undefined;
     const count = limit !== undefined ? Math.min(limit, this.tokens) : this.tokens;
+    const calls = (kind === 'chat' || kind === 'openai-chat') && toolCallFor(body) !== undefined;
     const doneReason = limit !== undefined && limit <= this.tokens ? 'length' : 'stop';
     const includeUsage = openai && typeof body?.['stream_options'] === 'object' && (body['stream_options'] as Json | null)?.['include_usage'] === true;
     const promptTokens = 10 + Math.ceil((seen.tag ?? '').length / 4);
     const format = new ChunkFormat(kind, name, promptTokens);
+    // what the model decides: a call of a tool the last message names; reasoning first when asked
+    format.call = kind === 'chat' || kind === 'openai-chat' ? toolCallFor(body) : undefined;
+    format.thinks = kind === 'chat' ? body?.['think'] !== undefined && body['think'] !== false : kind === 'openai-chat' ? typeof body?.['reasoning_effort'] === 'string' && body['reasoning_effort'] !== 'none' : false;
     const run = this.track(req, res, seen);
 
     void run(async (alive, signal) => {
@@ -757,6 +769,19 @@ export class Simulator extends EventEmitter {
           for (let at = 0; at < big.length && alive(); at += 65536) {
             if (!res.write(big.slice(at, at + 65536))) await drained(res, signal);
           }
+        }
+        if (format.thinks) {
+          for (const thought of THOUGHTS) {
+            if (!res.write(frame(format.thinking(thought)))) await drained(res, signal);
+            await sleep(this.tokenMs, signal);
+            if (!alive()) return;
+          }
+        }
+        if (calls) {
+          res.write(frame(format.toolCallChunk()));
+          res.end(frame(format.final(1, doneReason, Number(process.hrtime.bigint() - t0), promptNs, Number(process.hrtime.bigint() - evalStart), includeUsage)));
+          this.stats.completed++;
+          return;
         }
         for (let i = 0; i < count; i++) {
           if (i > 0) await sleep(this.tokenMs, signal);
@@ -807,6 +832,28 @@ class ChunkFormat {
     private readonly model: string,
     private readonly promptTokens: number,
   ) {}
+
+  /** the tool the model calls instead of answering, when the request's last message names one */
+  call: ToolCall | undefined;
+  /** it reasons first (`think` on /api/chat, `reasoning_effort` on /v1/chat/completions) */
+  thinks = false;
+
+  /** A reasoning chunk: Ollama's `message.thinking`, or `delta.reasoning` on its OpenAI route. */
+  thinking(text: string): string {
+    if (this.kind === 'chat') return `${JSON.stringify({ model: this.model, created_at: now(), message: { role: 'assistant', content: '', thinking: text }, done: false })}\n`;
+    return sse({ ...this.chatChunkBase(), choices: [{ index: 0, delta: { role: 'assistant', content: '', reasoning: text }, finish_reason: null }] });
+  }
+
+  /** The tool call, in one chunk (Ollama sends a call whole, never in pieces). */
+  toolCallChunk(): string {
+    const c = this.call!;
+    if (this.kind === 'chat') return `${JSON.stringify({ model: this.model, created_at: now(), message: { role: 'assistant', content: '', tool_calls: [nativeCall(c)] }, done: false })}\n`;
+    return sse({ ...this.chatChunkBase(), choices: [{ index: 0, delta: { role: 'assistant', content: '', tool_calls: [{ index: 0, ...openAICall(c) }] }, finish_reason: null }] });
+  }
+
+  private chatChunkBase() {
+    return { id: `chatcmpl-${this.id}`, object: 'chat.completion.chunk', created: this.created, model: this.model, system_fingerprint: 'fp_ollama' };
+  }
 
   /** (Responses) the text so far, the next event's sequence number, and the ids */
   private text = '';
@@ -929,7 +976,7 @@ class ChunkFormat {
         return `${JSON.stringify({ model: this.model, created_at: now(), response: '', done: true, done_reason: doneReason, context: [128006, 882, 128007, 271], ...this.metrics(count, totalNs, promptNs, evalNs) })}\n`;
       case 'openai-chat': {
         const base = { id: `chatcmpl-${this.id}`, object: 'chat.completion.chunk', created: this.created, model: this.model, system_fingerprint: 'fp_ollama' };
-        let out = sse({ ...base, choices: [{ index: 0, delta: {}, finish_reason: doneReason }] });
+        let out = sse({ ...base, choices: [{ index: 0, delta: {}, finish_reason: this.call ? 'tool_calls' : doneReason }] });
         if (includeUsage) out += sse({ ...base, choices: [], usage: this.usage(count) });
         return `${out}data: [DONE]\n\n`;
       }
@@ -966,8 +1013,15 @@ class ChunkFormat {
           stop_sequence: null,
           usage: { input_tokens: this.promptTokens, output_tokens: count },
         };
-      case 'chat':
-        return { model: this.model, created_at: now(), message: { role: 'assistant', content: text }, done: true, done_reason: doneReason, ...this.metrics(count, totalNs, promptNs, evalNs) };
+      case 'chat': {
+        const message = {
+          role: 'assistant',
+          content: this.call ? '' : text,
+          ...(this.thinks ? { thinking: THOUGHTS.join('') } : {}),
+          ...(this.call ? { tool_calls: [nativeCall(this.call)] } : {}),
+        };
+        return { model: this.model, created_at: now(), message, done: true, done_reason: doneReason, ...this.metrics(this.call ? 1 : count, totalNs, promptNs, evalNs) };
+      }
       case 'generate':
         return { model: this.model, created_at: now(), response: text, done: true, done_reason: doneReason, context: [128006, 882, 128007, 271], ...this.metrics(count, totalNs, promptNs, evalNs) };
       case 'openai-chat':
@@ -977,8 +1031,19 @@ class ChunkFormat {
           created: this.created,
           model: this.model,
           system_fingerprint: 'fp_ollama',
-          choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: doneReason }],
-          usage: this.usage(count),
+          choices: [
+            {
+              index: 0,
+              message: {
+                role: 'assistant',
+                content: this.call ? '' : text,
+                ...(this.thinks ? { reasoning: THOUGHTS.join('') } : {}),
+                ...(this.call ? { tool_calls: [openAICall(this.call)] } : {}),
+              },
+              finish_reason: this.call ? 'tool_calls' : doneReason,
+            },
+          ],
+          usage: this.usage(this.call ? 1 : count),
         };
       case 'openai-completion':
         return {
@@ -992,6 +1057,51 @@ class ChunkFormat {
         };
     }
   }
+}
+
+interface ToolCall {
+  readonly id: string;
+  readonly name: string;
+  readonly arguments: Json;
+}
+
+const THOUGHTS = ['The user asks about the sky. ', 'Rayleigh scattering explains it.'];
+
+/**
+ * The tool a request's last message names (`tools[].function.name`), called with a value for
+ * each of its parameters: how the simulated model decides to call a tool.
+ */
+function toolCallFor(body: Json | undefined): ToolCall | undefined {
+  const tools = body?.['tools'];
+  const tag = tagOf(body);
+  if (!Array.isArray(tools) || tag === undefined) return undefined;
+  for (const t of tools as Json[]) {
+    const fn = t?.['function'] as Json | undefined;
+    const name = fn?.['name'];
+    if (typeof name !== 'string' || !tag.includes(name)) continue;
+    const props = ((fn?.['parameters'] as Json | undefined)?.['properties'] ?? {}) as Record<string, Json>;
+    const args: Json = {};
+    for (const [k, v] of Object.entries(props)) args[k] = v?.['type'] === 'number' || v?.['type'] === 'integer' ? 1 : v?.['type'] === 'boolean' ? true : 'Paris';
+    return { id: `call_${createHash('sha1').update(tag).digest('hex').slice(0, 8)}`, name, arguments: args };
+  }
+  return undefined;
+}
+
+/** A tool call as Ollama's native API writes it: arguments as an object. */
+function nativeCall(c: ToolCall): Json {
+  return { id: c.id, function: { index: 0, name: c.name, arguments: c.arguments } };
+}
+
+/** A tool call as OpenAI's API writes it: arguments as a JSON string. */
+function openAICall(c: ToolCall): Json {
+  return { id: c.id, type: 'function', function: { name: c.name, arguments: JSON.stringify(c.arguments) } };
+}
+
+/** An embedding as base64 of its little-endian float32s (what `encoding_format: "base64"` asks for). */
+function float32Base64(v: readonly number[]): string {
+  const buf = Buffer.alloc(v.length * 4);
+  v.forEach((x, i) => buf.writeFloatLE(x, i * 4));
+  return buf.toString('base64');
 }
 
 type GenerationKind = 'generate' | 'chat' | 'openai-chat' | 'openai-completion' | 'anthropic' | 'responses';
