@@ -14,6 +14,7 @@ import { createLogger } from './log/logger.js';
 import { hashKey, newKey } from './auth/keys.js';
 import { Simulator } from './simulator/simulator.js';
 import { VERSION } from './version.js';
+import { configJsonSchema } from './config/json-schema.js';
 
 function version(): string {
   return VERSION;
@@ -68,6 +69,14 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
         io.err(`${file}: ${problems.length} problem(s)\n`);
         result = 1;
       }
+    });
+
+  program
+    .command('schema')
+    .description("print the config file's JSON Schema (the package ships it as gateway.schema.json, for editors)")
+    .action(() => {
+      io.out(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
+      result = 0;
     });
 
   program
