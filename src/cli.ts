@@ -142,7 +142,8 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
     .action(async (o: { listen: string; backends: string }) => {
       const n = Number(o.backends);
       if (!Number.isInteger(n) || n < 1 || n > 16) throw new UsageError(`--backends: expected a whole number from 1 to 16, got '${o.backends}'`);
-      const logger = createLogger({ level: 'info' });
+      // a terminal's view: one readable line per event (the JSON log is serve's, for journald)
+      const logger = createLogger({ level: 'info', format: 'pretty', singleLine: true, hide: ['config'] });
       const demo = await startDemo({ listen: o.listen, backends: n, logger });
       io.out(demoBanner(demo));
       onStopSignals(async () => {

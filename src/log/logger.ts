@@ -13,20 +13,24 @@ export interface LoggerOptions {
   readonly destination?: DestinationStream | string;
   /** json (one JSON object a line, for journald and log shippers) or pretty (for a terminal) */
   readonly format?: 'json' | 'pretty';
+  /** pretty lines with their fields on the same line (the demo's terminal) */
+  readonly singleLine?: boolean;
+  /** fields pretty lines leave out (the demo leaves out the start-up line's whole config) */
+  readonly hide?: readonly string[];
 }
 
 const FLUSH_EVERY_MS = 250;
 
 /** pino-pretty, loaded only for a terminal's pretty lines (it is ~6 MB of memory a service never needs). */
-function prettyStream(): DestinationStream {
+function prettyStream(singleLine: boolean, hide: readonly string[]): DestinationStream {
   const { PinoPretty } = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
-  return PinoPretty({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', sync: true });
+  return PinoPretty({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: ['pid', 'hostname', ...hide].join(','), sync: true, singleLine });
 }
 
 export function createLogger(opts: LoggerOptions): Logger {
   let dest: DestinationStream;
   if (opts.format === 'pretty' && (opts.destination === undefined || typeof opts.destination === 'string')) {
-    dest = prettyStream();
+    dest = prettyStream(opts.singleLine === true, opts.hide ?? []);
   } else if (opts.destination === undefined || typeof opts.destination === 'string') {
     const boom = pino.destination({ dest: opts.destination ?? 1, sync: false, minLength: 4096 });
     setInterval(() => boom.flush(), FLUSH_EVERY_MS).unref();
