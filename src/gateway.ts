@@ -21,7 +21,8 @@ import { Inspector } from './inspect/inspector.js';
 import { createLogger } from './log/logger.js';
 import { GatewayMetrics } from './metrics/metrics.js';
 import { StatusHistory } from './status/history.js';
-import { KeyRing } from './auth/keys.js';
+import { KeyRing, type ApiKey } from './auth/keys.js';
+import { VERSION } from './version.js';
 import { KeyLimiter } from './auth/limits.js';
 import { TokenBudgets } from './auth/budgets.js';
 import { UsageLedger } from './usage/ledger.js';
@@ -52,6 +53,8 @@ export interface BackendStatus {
   readonly in_flight: number;
   readonly slots: number;
   readonly last_error: string | undefined;
+  /** when it left rotation (ISO time), while it is out */
+  readonly down_since: string | null;
   readonly models: number | null;
   readonly loaded: string[];
 }
@@ -83,6 +86,9 @@ export class Gateway {
   private stopping: Promise<void> | undefined;
   /** fired when a stop's drain deadline passes: answers still running get their final error line */
   private readonly deadline = new Broadcast();
+  private readonly startedAt = Date.now();
+  /** when the running config was loaded (start or the last reload), epoch ms */
+  private configLoadedAt = Date.now();
 
   private constructor(opts: GatewayOptions) {
     this.cfg = opts.config;
@@ -223,6 +229,7 @@ export class Gateway {
       inspect: prev.inspect,
     });
     this.log.level = next.logLevel;
+    this.configLoadedAt = Date.now();
     this.keys = new KeyRing(next.keys);
     this.dispatcher.configure(this.dispatchOptions(next));
     this.registry.apply(this.cfg);
@@ -233,10 +240,54 @@ export class Gateway {
   statusReport() {
     const report = this.healthReport();
     return {
+      view: 'fleet' as const,
+      gateway: this.aboutGateway(),
       ...report,
       backends: report.backends.map((b) => ({ ...b, tokens_per_second: this.history.rates.get(b.name) ?? 0 })),
       history: this.history.samples,
       keys: this.keyUsageToday(),
+      // who waits now: each fairness flow (a key, or a key's user) with jobs in the queue
+      flows: [...this.dispatcher.waitingByFlow].map(([flow, queued]) => ({ flow, queued })).sort((a, b) => b.queued - a.queued || a.flow.localeCompare(b.flow)),
+    };
+  }
+
+  /**
+   * /status.json for a key that is not an admin's: its own usage today, its budgets and limits,
+   * its jobs waiting, and the fleet in counts only (no backend URLs, errors or other keys).
+   */
+  keyStatusReport(key: ApiKey) {
+    const report = this.healthReport();
+    const usage = this.keyUsageToday().find((k) => k.name === key.name);
+    return {
+      view: 'key' as const,
+      gateway: this.aboutGateway(),
+      status: report.status,
+      fleet: { backends: report.backends.length, up: report.backends.filter((b) => b.healthy && !b.retiring).length, in_flight: report.in_flight, queue: report.queue },
+      key: {
+        ...usage,
+        name: key.name,
+        queued: this.keyQueueDepth().get(key.name) ?? 0,
+        limits: {
+          requests_per_minute: key.limits.requestsPerMinute ?? null,
+          burst: key.limits.burst ?? null,
+          max_concurrent: key.limits.maxConcurrent ?? null,
+          max_queued: key.fairness.maxQueued ?? null,
+          tokens_per_minute: key.tokens.perMinute ?? null,
+          tokens_per_day: key.tokens.perDay ?? null,
+          tokens_per_month: key.tokens.perMonth ?? null,
+        },
+      },
+    };
+  }
+
+  /** The gateway itself: version, Node, when it started and when its config was loaded. */
+  private aboutGateway() {
+    return {
+      version: VERSION,
+      node: process.version,
+      started_at: new Date(this.startedAt).toISOString(),
+      uptime_seconds: Math.round((Date.now() - this.startedAt) / 1000),
+      config_loaded_at: new Date(this.configLoadedAt).toISOString(),
     };
   }
 
@@ -286,8 +337,10 @@ export class Gateway {
       in_flight: b.inFlight,
       slots: b.slots,
       last_error: b.health.lastError,
+      down_since: b.health.downSince === undefined ? null : new Date(b.health.downSince).toISOString(),
       models: b.catalog.known ? b.catalog.models.size : null,
-      loaded: [...b.catalog.loaded.keys()],
+      // what a box out of rotation had loaded is not what it has now
+      loaded: b.healthy ? [...b.catalog.loaded.keys()] : [],
     }));
     const up = this.registry.all.some((b) => b.inRotation);
     return {
@@ -359,7 +412,10 @@ export class Gateway {
       return;
     }
     if (ctx.path === '/status') return sendBody(ctx, 200, STATUS_PAGE, 'text/html; charset=utf-8');
-    if (ctx.path === '/status.json') return sendJson(ctx, 200, this.statusReport());
+    if (ctx.path === '/status.json') {
+      const full = this.keys.open || this.cfg.auth.publicStatus || ctx.key?.admin === true;
+      return sendJson(ctx, 200, full || !ctx.key ? this.statusReport() : this.keyStatusReport(ctx.key));
+    }
     const report = this.healthReport();
     const code = report.status === 'ok' ? 200 : 503;
     // with keys, who is behind which URL and why a box failed is for admins (or when made public);
@@ -386,13 +442,17 @@ export class Gateway {
       return;
     }
     const isMetrics = ctx.path === '/metrics';
-    const isStatus = ctx.path === '/status' || ctx.path === '/status.json';
+    // the page itself holds no data: it asks for a key (kept by the browser for the session) and
+    // reads /status.json with it
+    if (ctx.path === '/status') return;
+    const isStatus = ctx.path === '/status.json';
     if ((isMetrics && this.cfg.auth.publicMetrics) || (isStatus && this.cfg.auth.publicStatus)) return;
     const key = this.keys.identify(ctx.req.headers);
     if (!key) throw new GatewayError('unauthorized', 'a valid API key is required (Authorization: Bearer <key> or X-Api-Key)');
     ctx.key = key;
     ctx.facts.key = key.name;
-    if ((route === 'management' || isMetrics || isStatus) && !key.admin) throw new GatewayError('admin_only', `key '${key.name}' is not an admin key`);
+    // (any key reads /status.json: an admin's the whole fleet, any other its own usage and limits)
+    if ((route === 'management' || isMetrics) && !key.admin) throw new GatewayError('admin_only', `key '${key.name}' is not an admin key`);
   }
 
   /** A second listener that serves /metrics alone (for a scrape network apart from clients). */

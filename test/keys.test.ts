@@ -69,7 +69,7 @@ t.test('models by glob: 403 for a model the key may not use', async (t) => {
   t.equal((await post(url, '/api/chat', chat('x', { model: 'qwen2.5:0.5b', stream: false }), { headers: { authorization: `Bearer ${ADMIN}` } })).status, 200, 'the admin key may use any model');
 });
 
-t.test('admin only: management, /metrics and /status, unless made public', async (t) => {
+t.test('admin only: management and /metrics, unless made public; /status.json by key', async (t) => {
   const { url } = await keyed(t);
   const app = { authorization: `Bearer ${APP}` };
   const ops = { authorization: `Bearer ${ADMIN}` };
@@ -81,7 +81,15 @@ t.test('admin only: management, /metrics and /status, unless made public', async
   const m2 = await request(`${url}/metrics`, { headers: ops });
   t.equal(m2.statusCode, 200);
   t.match(await m2.body.text(), /ollama_gateway_requests_total\{route="\/api\/pull",status="200"/);
-  t.equal((await get(url, '/status')).status, 401);
+  // the page holds no data (it signs in); its data needs a key: an admin's sees the fleet, any other its own
+  t.equal((await get(url, '/status')).status, 200, 'the page itself, to sign in on');
+  t.equal((await get(url, '/status.json')).status, 401, 'its data needs a key');
+  const own = await request(`${url}/status.json`, { headers: app });
+  const mine = (await own.body.json()) as { view: string; key: { name: string }; backends?: unknown };
+  t.match(mine, { view: 'key', key: { name: 'app' } }, "a key that is not an admin's sees its own usage and limits");
+  t.notOk('backends' in mine && Array.isArray(mine.backends), 'and no backend details');
+  const all = await request(`${url}/status.json`, { headers: ops });
+  t.match(await all.body.json(), { view: 'fleet', backends: [{ url: /^http/ }] }, 'an admin key sees the fleet');
 });
 
 t.test('public metrics and status for scrapers, when configured', async (t) => {

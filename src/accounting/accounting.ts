@@ -43,7 +43,7 @@ export class Accounting {
     if (DISPATCHED_PATHS.has(ctx.path) && r.method === 'POST' && (d.open() || ctx.key !== undefined)) {
       d.ledger.record({ key: ctx.key?.name ?? '', model, promptTokens: o.promptTokens ?? 0, completionTokens: o.completionTokens ?? 0, error: o.isError });
     }
-    if (!GATEWAY_PATHS.has(ctx.path)) d.history.ended(o.status, r.queueMs, r.backend, o.completionTokens);
+    if (!GATEWAY_PATHS.has(ctx.path)) d.history.ended(o.isError, r.queueMs, r.backend, o.completionTokens);
     d.metrics.requestEnded({
       route: routeLabel(ctx.path),
       key: r.key ?? '',

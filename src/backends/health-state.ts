@@ -16,6 +16,8 @@ export class HealthState {
   /** no probe has answered yet: the first one decides, so a box dead at start never gets work */
   private probed = false;
   lastError: string | undefined;
+  /** when it left rotation (epoch ms), while it is out */
+  downSince: number | undefined;
   /** the last few successful probes' times, ms */
   private readonly probeTimes: number[] = [];
 
@@ -39,6 +41,7 @@ export class HealthState {
     this.successes++;
     if (this.successes < this.healthyAfter) return undefined;
     this.healthy = true;
+    this.downSince = undefined;
     this.successes = 0;
     this.lastError = undefined;
     return { healthy: true, reason: `${this.healthyAfter} successful probe(s)` };
@@ -69,7 +72,7 @@ export class HealthState {
     if (!this.healthy) return undefined;
     this.failures++;
     if (strong) {
-      this.healthy = false;
+      this.wentDown();
       this.failures = 0;
       if (signal === 'probe') this.probed = true;
       return { healthy: false, reason };
@@ -77,13 +80,18 @@ export class HealthState {
     const first = signal === 'probe' && !this.probed;
     if (signal === 'probe') this.probed = true;
     if (first) {
-      this.healthy = false;
+      this.wentDown();
       this.failures = 0;
       return { healthy: false, reason: `first probe failed: ${reason}` };
     }
     if (this.failures < this.unhealthyAfter) return undefined;
-    this.healthy = false;
+    this.wentDown();
     this.failures = 0;
     return { healthy: false, reason: `${this.unhealthyAfter} consecutive failure(s), last (${signal}): ${reason}` };
+  }
+
+  private wentDown(): void {
+    this.healthy = false;
+    this.downSince = Date.now();
   }
 }

@@ -6,7 +6,7 @@ export interface Sample {
   readonly t: number;
   readonly queueDepth: number;
   readonly inFlight: number;
-  /** requests that ended since the previous sample, and those that failed (5xx) */
+  /** requests that ended since the previous sample, and those that failed (any 4xx or 5xx but a client leaving, or a stream ended by an error: as the ledger and the key table count them) */
   readonly requests: number;
   readonly errors: number;
   /** median queue wait of the requests in this interval, ms */
@@ -36,9 +36,9 @@ export class StatusHistory {
     this.timer.unref();
   }
 
-  ended(status: number, queueMs: number | undefined, backend: string | undefined, outputTokens: number | undefined): void {
+  ended(failed: boolean, queueMs: number | undefined, backend: string | undefined, outputTokens: number | undefined): void {
     this.requests++;
-    if (status >= 500) this.errors++;
+    if (failed) this.errors++;
     if (queueMs !== undefined && this.waits.length < 10_000) this.waits.push(queueMs);
     if (backend && outputTokens) this.tokens.set(backend, (this.tokens.get(backend) ?? 0) + outputTokens);
   }
