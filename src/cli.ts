@@ -15,6 +15,7 @@ import { hashKey, newKey } from './auth/keys.js';
 import { Simulator } from './simulator/simulator.js';
 import { VERSION } from './version.js';
 import { configJsonSchema } from './config/json-schema.js';
+import { OpsError, drain, status } from './ops-client.js';
 
 function version(): string {
   return VERSION;
@@ -70,6 +71,32 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
         result = 1;
       }
     });
+
+  // day two, against a running gateway: the key from GATEWAY_KEY (or --key), never logged
+  const target = (o: { url?: string; key?: string }) => ({ url: o.url ?? io.env['GATEWAY_URL'] ?? 'http://127.0.0.1:8080', key: o.key ?? io.env['GATEWAY_KEY'] });
+  program
+    .command('status')
+    .description('the fleet, the queue and the keys of a running gateway (its /status.json)')
+    .option('--url <url>', 'the gateway (or GATEWAY_URL; default http://127.0.0.1:8080)')
+    .option('--key <key>', 'an API key (or GATEWAY_KEY): an admin key sees the fleet, any other its own usage')
+    .option('--json', 'the report as JSON, for a script')
+    .action(async (o: { url?: string; key?: string; json?: boolean }) => {
+      io.out(await status(target(o), o.json === true));
+      result = 0;
+    });
+  const backends = program.command('backends').description('take a backend out of rotation for maintenance, and back (admin key)');
+  for (const [verb, on] of [['drain', true], ['undrain', false]] as const) {
+    backends
+      .command(verb)
+      .description(on ? 'it finishes what it holds and takes nothing new, until undrained (a reload keeps it)' : 'put a drained backend back in rotation')
+      .argument('<name>', "the backend's name")
+      .option('--url <url>', 'the gateway (or GATEWAY_URL; default http://127.0.0.1:8080)')
+      .option('--key <key>', 'an admin API key (or GATEWAY_KEY)')
+      .action(async (name: string, o: { url?: string; key?: string }) => {
+        io.out(await drain(target(o), name, on));
+        result = 0;
+      });
+  }
 
   program
     .command('schema')
@@ -202,7 +229,7 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
       io.err(`error: ${err.message}\n`);
       return 2;
     }
-    if (err instanceof StartupError) {
+    if (err instanceof StartupError || err instanceof OpsError) {
       io.err(`error: ${err.message}\n`);
       return 1;
     }

@@ -23,6 +23,7 @@ export const ERRORS = {
   not_found: { status: 404, description: 'No such route on the gateway: `404 page not found` as text/plain, as Ollama (gin) answers.' },
   backend_not_found: { status: 404, description: '`X-Gateway-Backend` names no backend in rotation.' },
   model_not_found: { status: 404, description: 'No backend in the fleet holds the requested model.' },
+  method_not_allowed: { status: 405, description: 'A gateway route asked with the wrong method (the admin routes take POST).' },
   body_too_large: { status: 413, description: 'The request body is larger than `limits.max_body_bytes`.' },
   unsupported_encoding: { status: 415, description: 'The request body\'s `Content-Encoding` is not one the gateway decodes (gzip, deflate, br, and zstd on Node 22.15 or later).' },
   rate_limited: { status: 429, retryAfter: true, description: 'The key is over its request rate (`keys[].requests_per_minute`, `burst`).' },

@@ -32,6 +32,7 @@ import { MemoryUsageStore, type UsageStore } from './usage/store.js';
 import type { RouteKind } from './front/routes.js';
 import { STATUS_PAGE } from './status/page.js';
 import { modelKey } from './models/name.js';
+import { clip } from './text/clip.js';
 import { createServer } from 'node:http';
 import { Accounting } from './accounting/accounting.js';
 import { Admission } from './admission/admission.js';
@@ -50,6 +51,8 @@ export interface BackendStatus {
   readonly url: string;
   readonly healthy: boolean;
   readonly retiring: boolean;
+  /** taken out by an operator: finishes what it holds, takes nothing new */
+  readonly drained: boolean;
   readonly in_flight: number;
   readonly slots: number;
   readonly last_error: string | undefined;
@@ -104,9 +107,9 @@ export class Gateway {
       },
     );
     this.registry.on((e) => {
-      if (e.type === 'down' || e.type === 'retiring' || e.type === 'removed') this.dispatcher.pruneStranded();
+      if (e.type === 'down' || e.type === 'retiring' || e.type === 'removed' || e.type === 'drained') this.dispatcher.pruneStranded();
       // a backend that joins, comes back or grows takes waiting jobs at once
-      if (e.type === 'added' || e.type === 'up' || e.type === 'resized' || e.type === 'resumed') this.dispatcher.drain();
+      if (e.type === 'added' || e.type === 'up' || e.type === 'resized' || e.type === 'resumed' || e.type === 'undrained') this.dispatcher.drain();
     });
     this.metrics = new GatewayMetrics({
       backends: () => this.registry.all.map((b) => ({ name: b.name, inFlight: b.inFlight, slots: b.slots, up: b.inRotation })),
@@ -262,7 +265,7 @@ export class Gateway {
       view: 'key' as const,
       gateway: this.aboutGateway(),
       status: report.status,
-      fleet: { backends: report.backends.length, up: report.backends.filter((b) => b.healthy && !b.retiring).length, in_flight: report.in_flight, queue: report.queue },
+      fleet: { backends: report.backends.length, up: report.backends.filter((b) => b.healthy && !b.retiring && !b.drained).length, in_flight: report.in_flight, queue: report.queue },
       key: {
         ...usage,
         name: key.name,
@@ -334,6 +337,7 @@ export class Gateway {
       url: b.displayUrl,
       healthy: b.healthy,
       retiring: b.retiring,
+      drained: b.drained,
       in_flight: b.inFlight,
       slots: b.slots,
       last_error: b.health.lastError,
@@ -412,6 +416,7 @@ export class Gateway {
       return;
     }
     if (ctx.path === '/status') return sendBody(ctx, 200, STATUS_PAGE, 'text/html; charset=utf-8');
+    if (ctx.path.startsWith('/admin/')) return this.answerAdmin(ctx);
     if (ctx.path === '/status.json') {
       const full = this.keys.open || this.cfg.auth.publicStatus || ctx.key?.admin === true;
       return sendJson(ctx, 200, full || !ctx.key ? this.statusReport() : this.keyStatusReport(ctx.key));
@@ -423,10 +428,24 @@ export class Gateway {
     if (this.keys.open || this.cfg.auth.publicHealthDetails || ctx.key?.admin === true) return sendJson(ctx, code, report);
     sendJson(ctx, code, {
       status: report.status,
-      backends: { total: report.backends.length, up: report.backends.filter((b) => b.healthy && !b.retiring).length },
+      backends: { total: report.backends.length, up: report.backends.filter((b) => b.healthy && !b.retiring && !b.drained).length },
       queue: report.queue,
       in_flight: report.in_flight,
     });
+  }
+
+  /**
+   * The admin routes: `POST /admin/backends/NAME/drain` takes a backend out of rotation for
+   * maintenance (it finishes what it holds), `.../undrain` puts it back.
+   */
+  private answerAdmin(ctx: RequestContext): void {
+    const m = /^\/admin\/backends\/([^/]+)\/(drain|undrain)$/.exec(ctx.path);
+    if (!m) throw new GatewayError('not_found', `404 page not found: ${clip(ctx.path)}`);
+    if (ctx.method !== 'POST') throw new GatewayError('method_not_allowed', `${clip(ctx.method, 16)} ${clip(ctx.path)}: use POST`);
+    const name = m[1]!;
+    const b = this.registry.setDrained(name, m[2] === 'drain');
+    if (!b) throw new GatewayError('backend_not_found', `no backend named '${clip(name, 64)}'`);
+    sendJson(ctx, 200, { backend: b.name, drained: b.drained, in_flight: b.inFlight, healthy: b.healthy });
   }
 
   /**
@@ -452,7 +471,7 @@ export class Gateway {
     ctx.key = key;
     ctx.facts.key = key.name;
     // (any key reads /status.json: an admin's the whole fleet, any other its own usage and limits)
-    if ((route === 'management' || isMetrics) && !key.admin) throw new GatewayError('admin_only', `key '${key.name}' is not an admin key`);
+    if ((route === 'management' || isMetrics || ctx.path.startsWith('/admin/')) && !key.admin) throw new GatewayError('admin_only', `key '${key.name}' is not an admin key`);
   }
 
   /** A second listener that serves /metrics alone (for a scrape network apart from clients). */

@@ -58,6 +58,8 @@ export class Backend {
   inFlight = 0;
   /** removed by a reload: finishes what it holds, takes nothing new */
   retiring = false;
+  /** taken out by an operator (`ollama-gateway backends drain`): finishes what it holds, takes nothing new until undrained */
+  drained = false;
   /** generations: one connection per slot */
   pool: Pool;
   /** catalog polls, pass-through and management calls */
@@ -110,7 +112,7 @@ export class Backend {
 
   /** Can the dispatcher hand this backend a new job right now? */
   get available(): boolean {
-    return this.health.healthy && !this.retiring && this.inFlight < this.slots;
+    return this.health.healthy && !this.retiring && !this.drained && this.inFlight < this.slots;
   }
 
   /** Can it answer this API? Ollama speaks both; an OpenAI-compatible server only `/v1`. */
@@ -130,7 +132,7 @@ export class Backend {
 
   /** Is it in rotation at all (busy or not)? */
   get inRotation(): boolean {
-    return this.health.healthy && !this.retiring;
+    return this.health.healthy && !this.retiring && !this.drained;
   }
 
   /** Backed off after a "server busy": in rotation, but takes no new job for now. */

@@ -14,7 +14,10 @@ export type RegistryEvent =
   | { readonly type: 'removed'; readonly backend: Backend }
   | { readonly type: 'resized'; readonly backend: Backend }
   /** its back-off after a "server busy" ended: it takes jobs again */
-  | { readonly type: 'resumed'; readonly backend: Backend };
+  | { readonly type: 'resumed'; readonly backend: Backend }
+  /** an operator took it out of rotation, or put it back */
+  | { readonly type: 'drained'; readonly backend: Backend }
+  | { readonly type: 'undrained'; readonly backend: Backend };
 
 export type RegistryListener = (e: RegistryEvent) => void;
 
@@ -41,6 +44,20 @@ export class Registry {
   /** Does any backend of the fleet (healthy or not, but not leaving) hold this model for this API? */
   holds(model: string, api: Wire): boolean {
     return this.list.some((b) => !b.retiring && b.speaks(api) && b.serves(model));
+  }
+
+  /**
+   * Take a backend out of rotation by hand (maintenance), or put it back: drained, it finishes
+   * what it holds and takes nothing new; a reload keeps the state. Returns the backend, or
+   * undefined when none has that name.
+   */
+  setDrained(name: string, drained: boolean): Backend | undefined {
+    const b = this.byName(name);
+    if (!b || b.drained === drained) return b;
+    b.drained = drained;
+    this.log.info({ backend: b.name, in_flight: b.inFlight }, drained ? 'backend drained: it finishes what it holds and takes nothing new' : 'backend undrained: back in rotation');
+    this.emit({ type: drained ? 'drained' : 'undrained', backend: b });
+    return b;
   }
 
   byName(name: string): Backend | undefined {

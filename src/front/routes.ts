@@ -34,7 +34,8 @@ export const MANAGEMENT_PATHS: ReadonlySet<string> = new Set(['/api/pull', '/api
 const HEAD_PATHS: ReadonlySet<string> = new Set(['/', '/api/version', '/api/tags']);
 
 export function classifyRoute(method: string, path: string): RouteKind {
-  if (GATEWAY_PATHS.has(path)) return 'gateway';
+  // (the admin routes, /admin/backends/NAME/drain and /undrain, are the gateway's own too)
+  if (GATEWAY_PATHS.has(path) || path.startsWith('/admin/')) return 'gateway';
   if ((method === 'GET' && (CATALOG_PATHS.has(path) || path.startsWith('/v1/models/'))) || (method === 'HEAD' && HEAD_PATHS.has(path))) return 'catalog';
   if (method === 'POST' && DISPATCHED_PATHS.has(path)) return 'dispatch';
   if (MANAGEMENT_PATHS.has(path) || path.startsWith('/api/blobs/')) return 'management';

@@ -55,10 +55,10 @@ function about(g) {
   return 'v' + esc(g.version) + ' on Node ' + esc(g.node) + ' · up ' + ago(g.uptime_seconds) + ' · config loaded ' + time(g.config_loaded_at);
 }
 function fleet(s) {
-  $('meta').innerHTML = s.backends.filter((b) => b.healthy && !b.retiring).length + ' of ' + s.backends.length + ' backends up · ' + s.in_flight +
+  $('meta').innerHTML = s.backends.filter((b) => b.healthy && !b.retiring && !b.drained).length + ' of ' + s.backends.length + ' backends up · ' + s.in_flight +
     ' in flight · ' + s.queue.depth + ' of ' + s.queue.size + ' queued · ' + about(s.gateway) + ' · updated ' + time(Date.now());
   $('backends').innerHTML = s.backends.map((b) => {
-    const state = b.healthy ? (b.retiring ? '<span class="down">retiring</span>' : '<span class="up">up</span>')
+    const state = b.drained ? '<span class="down">drained</span><br><small>finishes what it holds, takes nothing new</small>' : b.healthy ? (b.retiring ? '<span class="down">retiring</span>' : '<span class="up">up</span>')
       : '<span class="down">down</span>' + (b.down_since ? '<br><small class="since">since ' + time(b.down_since) + '</small>' : '') + (b.last_error ? '<br><small class="why">' + esc(b.last_error) + '</small>' : '');
     return '<tr><td>' + esc(b.name) + '<br><small>' + esc(b.url) + '</small></td><td>' + state + '</td>' +
       '<td><span class="bar"><i style="width:' + Math.min(100, 100 * b.in_flight / b.slots) + '%"></i></span> ' + b.in_flight + ' / ' + b.slots + '</td>' +
