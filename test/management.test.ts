@@ -69,4 +69,12 @@ t.test('pull and delete without a name go to the whole fleet', async (t) => {
   t.match(await again.body.json(), { error: "model 'gemma3:1b' not found" });
   const whole = await post(url, '/api/pull', { model: 'qwen3', stream: false });
   t.same([whole.status, whole.json()], [200, { status: 'success' }]);
+  // a box out of rotation does not get it, and the answer says so (issue 12.8)
+  gateway.registry.setDrained('sim3', true);
+  const partial: { status: string; backend?: string; skipped?: string[] }[] = [];
+  for await (const p of await ollama.pull({ model: 'phi4', stream: true })) partial.push(p as (typeof partial)[number]);
+  t.match(partial.at(-1), { status: 'success', skipped: ['sim3'] }, 'the final line names the backend it skipped');
+  t.ok(partial.some((p) => p.backend === 'sim3' && /^skipped sim3 \(drained\): pull there when it is back$/.test(p.status)), 'and a line says why');
+  t.notOk(sims[2]!.models.has('phi4'), 'sim3 was not asked');
+  t.same((await post(url, '/api/pull', { model: 'phi4', stream: false })).json(), { status: 'success', skipped: ['sim3'] });
 });

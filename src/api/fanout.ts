@@ -40,7 +40,13 @@ function write(res: ServerResponse, text: string): Promise<void> {
   });
 }
 
-export async function pullEverywhere(ctx: RequestContext, targets: readonly Backend[], headers: Headers, body: Buffer, stream: boolean): Promise<void> {
+/** A backend of the fleet a fleet-wide pull did not reach, and why (down, drained, leaving). */
+export interface Skipped {
+  readonly name: string;
+  readonly why: string;
+}
+
+export async function pullEverywhere(ctx: RequestContext, targets: readonly Backend[], headers: Headers, body: Buffer, stream: boolean, skipped: readonly Skipped[] = []): Promise<void> {
   const cut = new CancelToken();
   const stopListening = ctx.clientGoneSignal.onCancel(() => cut.cancel());
   const errors: string[] = [];
@@ -76,8 +82,11 @@ export async function pullEverywhere(ctx: RequestContext, targets: readonly Back
     stopListening();
   }
   if (ctx.clientGone) throw new GatewayError('client_closed', 'client closed the request');
-  const final = errors.length === 0 ? { status: 'success' } : { error: `pull failed on ${errors.join('; ')}` };
+  // a box out of rotation did not get it: the answer says so rather than a plain success
+  const missed = skipped.length === 0 ? {} : { skipped: skipped.map((x) => x.name) };
+  const final = errors.length === 0 ? { status: 'success', ...missed } : { error: `pull failed on ${errors.join('; ')}` };
   if (stream) {
+    for (const x of skipped) await write(ctx.res, `${JSON.stringify({ status: `skipped ${x.name} (${x.why}): pull there when it is back`, backend: x.name })}\n`);
     ctx.res.end(`${JSON.stringify(final)}\n`);
   } else if (errors.length === 0) {
     sendJson(ctx, 200, final);

@@ -100,7 +100,8 @@ export class Passthrough {
     const headers = headersUp(ctx, body.length);
     ctx.facts.backend = inRotation.map((b) => b.name).join(',');
     try {
-      if (ctx.path === '/api/pull') await pullEverywhere(ctx, inRotation, headers, body, facts.stream !== false);
+      const skipped = d.registry.all.filter((b) => b.type === 'ollama' && !b.inRotation).map((b) => ({ name: b.name, why: b.drained ? 'drained' : b.retiring ? 'leaving' : 'down' }));
+      if (ctx.path === '/api/pull') await pullEverywhere(ctx, inRotation, headers, body, facts.stream !== false, skipped);
       else await deleteEverywhere(ctx, inRotation, headers, body, facts.model ?? '');
     } finally {
       for (const b of inRotation) void d.refreshCatalog(b);
