@@ -1,14 +1,15 @@
 // The status page in a real browser: headless Chromium (Debian's package) driven by
 // playwright-core, against a gateway with simulated backends under light load. CI installs
 // Chromium (.ci/run); elsewhere, without it, this test says so and skips.
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync, mkdirSync } from 'node:fs';
 import t from 'tap';
 import { launch } from './browser.js';
-import { chat, post, startGateway, startSims } from './helpers.js';
+import { chat, configFile, post, startGateway, startSims } from './helpers.js';
+import { hashKey } from '../dist/src/auth/keys.js';
 
 const SHOTS = new URL('../test-results/', import.meta.url).pathname;
+const APP = 'ogw_status-app-000000000000000000000';
+const ADMIN = 'ogw_status-admin-11111111111111111111';
 
 t.test('the status page shows the fleet as it is', async (t) => {
   const browser = await launch(t);
@@ -55,14 +56,8 @@ t.test('the status page shows the fleet as it is', async (t) => {
 t.test('with keys: the page (for an admin) shows each key\'s usage today and its day budget', async (t) => {
   const browser = await launch(t);
   if (!browser) return;
-  const { hashKey } = await import('../dist/src/auth/keys.js');
-  const APP = 'ogw_status-app-000000000000000000';
-  const ADMIN = 'ogw_status-admin-1111111111111111';
   const sims = await startSims(t, 1, { ttftMs: 0, tokenMs: 0, tokens: 4 });
-  const dir = mkdtempSync(join(tmpdir(), 'gw-status-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const file = join(dir, 'gateway.yaml');
-  writeFileSync(file, `backends: [{url: "http://127.0.0.1:1"}]\nkeys:\n  - {name: app, sha256: "${hashKey(APP)}", tokens_per_day: 100}\n  - {name: ops, sha256: "${hashKey(ADMIN)}", admin: true}\n`);
+  const file = configFile(t, `backends: [{url: "http://127.0.0.1:1"}]\nkeys:\n  - {name: app, sha256: "${hashKey(APP)}", tokens_per_day: 100}\n  - {name: ops, sha256: "${hashKey(ADMIN)}", admin: true}\n`);
   const { url } = await startGateway(t, sims, {}, { file });
   for (const p of ['a', 'b']) t.equal((await post(url, '/api/chat', chat(p, { stream: false }), { headers: { authorization: `Bearer ${APP}` } })).status, 200);
 
@@ -82,14 +77,8 @@ t.test('with keys: the page (for an admin) shows each key\'s usage today and its
 t.test('with keys: the page asks for a key; an admin key sees the fleet, any other its own usage, queue and limits', async (t) => {
   const browser = await launch(t);
   if (!browser) return;
-  const { hashKey } = await import('../dist/src/auth/keys.js');
-  const APP = 'ogw_signin-app-00000000000000000000';
-  const ADMIN = 'ogw_signin-admin-111111111111111111';
   const sims = await startSims(t, 1, { ttftMs: 0, tokenMs: 0, tokens: 4 });
-  const dir = mkdtempSync(join(tmpdir(), 'gw-signin-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const file = join(dir, 'gateway.yaml');
-  writeFileSync(file, `backends: [{url: "${sims[0]!.url}"}]\nkeys:\n  - {name: app, sha256: "${hashKey(APP)}", tokens_per_day: 1000, requests_per_minute: 60}\n  - {name: ops, sha256: "${hashKey(ADMIN)}", admin: true}\n`);
+  const file = configFile(t, `backends: [{url: "${sims[0]!.url}"}]\nkeys:\n  - {name: app, sha256: "${hashKey(APP)}", tokens_per_day: 1000, requests_per_minute: 60}\n  - {name: ops, sha256: "${hashKey(ADMIN)}", admin: true}\n`);
   const { url, logs } = await startGateway(t, sims, {}, { file, backendsFromFile: true });
   t.equal((await post(url, '/api/chat', chat('a', { stream: false }), { headers: { authorization: `Bearer ${APP}` } })).status, 200);
 
