@@ -65,3 +65,19 @@ t.test('a backend that dies mid-stream: the SDK raises an error instead of takin
   t.match(text, /^The sky is blue$/, 'the tokens before the cut arrived');
   await settled(gateway);
 });
+
+t.test('tool use, streamed and whole, as the SDK reads it from Ollama (issue 15.9)', async (t) => {
+  const [sim] = await startSims(t, 1, { ttftMs: 0, tokenMs: 1, tokens: 5 });
+  const { url, gateway } = await startGateway(t, [sim!]);
+  const client = new Anthropic({ baseURL: url, apiKey: 'unused', maxRetries: 0 });
+  const tools = [{ name: 'get_weather', description: 'The weather in a city', input_schema: { type: 'object' as const, properties: { city: { type: 'string' } }, required: ['city'] } }];
+  const messages = [{ role: 'user' as const, content: 'Is it raining in Paris? use get_weather' }];
+  const whole = await client.messages.create({ model: 'llama3.2', max_tokens: 100, tools, messages });
+  t.equal(whole.stop_reason, 'tool_use');
+  t.match(whole.content, [{ type: 'tool_use', name: 'get_weather', input: { city: 'Paris' } }]);
+  const stream = client.messages.stream({ model: 'llama3.2', max_tokens: 100, tools, messages });
+  const final = await stream.finalMessage();
+  t.equal(final.stop_reason, 'tool_use', 'the stream ends as a tool use, whole (message_stop seen)');
+  t.match(final.content, [{ type: 'tool_use', name: 'get_weather', input: { city: 'Paris' } }], 'its input assembled from the JSON delta');
+  await settled(gateway);
+});

@@ -713,13 +713,13 @@ export class Simulator extends EventEmitter {
     const maxTokens = kind === 'responses' ? body?.['max_output_tokens'] : openai ? body?.['max_tokens'] : options['num_predict'];
     const limit = typeof maxTokens === 'number' && maxTokens >= 0 ? maxTokens : undefined;
     const count = limit !== undefined ? Math.min(limit, this.tokens) : this.tokens;
-    const calls = (kind === 'chat' || kind === 'openai-chat') && toolCallFor(body) !== undefined;
+    const calls = (kind === 'chat' || kind === 'openai-chat' || kind === 'anthropic') && toolCallFor(body) !== undefined;
     const doneReason = limit !== undefined && limit <= this.tokens ? 'length' : 'stop';
     const includeUsage = openai && typeof body?.['stream_options'] === 'object' && (body['stream_options'] as Json | null)?.['include_usage'] === true;
     const promptTokens = 10 + Math.ceil((seen.tag ?? '').length / 4);
     const format = new ChunkFormat(kind, name, promptTokens);
     // what the model decides: a call of a tool the last message names; reasoning first when asked
-    format.call = kind === 'chat' || kind === 'openai-chat' ? toolCallFor(body) : undefined;
+    format.call = kind === 'chat' || kind === 'openai-chat' || kind === 'anthropic' ? toolCallFor(body) : undefined;
     format.thinks = kind === 'chat' ? body?.['think'] !== undefined && body['think'] !== false : kind === 'openai-chat' ? typeof body?.['reasoning_effort'] === 'string' && body['reasoning_effort'] !== 'none' : false;
     const run = this.track(req, res, seen);
 
@@ -847,6 +847,15 @@ class ChunkFormat {
   /** The tool call, in one chunk (Ollama sends a call whole, never in pieces). */
   toolCallChunk(): string {
     const c = this.call!;
+    if (this.kind === 'anthropic') {
+      // Ollama's Messages stream for a tool call: a tool_use block, its input as one JSON delta
+      return (
+        event('message_start', { type: 'message_start', message: { id: `msg_${this.id}`, type: 'message', role: 'assistant', model: this.model, content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: this.promptTokens, output_tokens: 0 } } }) +
+        event('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'tool_use', id: anthropicId(c), name: c.name, input: {} } }) +
+        event('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'input_json_delta', partial_json: JSON.stringify(c.arguments) } }) +
+        event('content_block_stop', { type: 'content_block_stop', index: 0 })
+      );
+    }
     if (this.kind === 'chat') return `${JSON.stringify({ model: this.model, created_at: now(), message: { role: 'assistant', content: '', tool_calls: [nativeCall(c)] }, done: false })}\n`;
     return sse({ ...this.chatChunkBase(), choices: [{ index: 0, delta: { role: 'assistant', content: '', tool_calls: [{ index: 0, ...openAICall(c) }] }, finish_reason: null }] });
   }
@@ -966,8 +975,8 @@ class ChunkFormat {
         );
       case 'anthropic':
         return (
-          event('content_block_stop', { type: 'content_block_stop', index: 0 }) +
-          event('message_delta', { type: 'message_delta', delta: { stop_reason: doneReason === 'length' ? 'max_tokens' : 'end_turn', stop_sequence: null }, usage: { output_tokens: count } }) +
+          (this.call ? '' : event('content_block_stop', { type: 'content_block_stop', index: 0 })) +
+          event('message_delta', { type: 'message_delta', delta: { stop_reason: this.call ? 'tool_use' : doneReason === 'length' ? 'max_tokens' : 'end_turn', stop_sequence: null }, usage: { output_tokens: count } }) +
           event('message_stop', { type: 'message_stop' })
         );
       case 'chat':
@@ -1008,8 +1017,8 @@ class ChunkFormat {
           type: 'message',
           role: 'assistant',
           model: this.model,
-          content: [{ type: 'text', text }],
-          stop_reason: doneReason === 'length' ? 'max_tokens' : 'end_turn',
+          content: this.call ? [{ type: 'tool_use', id: anthropicId(this.call), name: this.call.name, input: this.call.arguments }] : [{ type: 'text', text }],
+          stop_reason: this.call ? 'tool_use' : doneReason === 'length' ? 'max_tokens' : 'end_turn',
           stop_sequence: null,
           usage: { input_tokens: this.promptTokens, output_tokens: count },
         };
@@ -1076,15 +1085,21 @@ function toolCallFor(body: Json | undefined): ToolCall | undefined {
   const tag = tagOf(body);
   if (!Array.isArray(tools) || tag === undefined) return undefined;
   for (const t of tools as Json[]) {
-    const fn = t?.['function'] as Json | undefined;
+    // Ollama's and OpenAI's `{function: {name, parameters}}`, or Anthropic's `{name, input_schema}`
+    const fn = (t?.['function'] as Json | undefined) ?? t;
     const name = fn?.['name'];
     if (typeof name !== 'string' || !tag.includes(name)) continue;
-    const props = ((fn?.['parameters'] as Json | undefined)?.['properties'] ?? {}) as Record<string, Json>;
+    const props = (((fn?.['parameters'] ?? fn?.['input_schema']) as Json | undefined)?.['properties'] ?? {}) as Record<string, Json>;
     const args: Json = {};
     for (const [k, v] of Object.entries(props)) args[k] = v?.['type'] === 'number' || v?.['type'] === 'integer' ? 1 : v?.['type'] === 'boolean' ? true : 'Paris';
     return { id: `call_${createHash('sha1').update(tag).digest('hex').slice(0, 8)}`, name, arguments: args };
   }
   return undefined;
+}
+
+/** Anthropic's id for a tool use (`toolu_...`). */
+function anthropicId(c: ToolCall): string {
+  return `toolu_${c.id.slice('call_'.length)}`;
 }
 
 /** A tool call as Ollama's native API writes it: arguments as an object. */
