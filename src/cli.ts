@@ -15,7 +15,7 @@ import { hashKey, newKey } from './auth/keys.js';
 import { Simulator } from './simulator/simulator.js';
 import { VERSION } from './version.js';
 import { configJsonSchema } from './config/json-schema.js';
-import { OpsError, drain, status } from './ops-client.js';
+import { OpsError, drain, status, top } from './ops-client.js';
 
 function version(): string {
   return VERSION;
@@ -82,6 +82,27 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
     .option('--json', 'the report as JSON, for a script')
     .action(async (o: { url?: string; key?: string; json?: boolean }) => {
       io.out(await status(target(o), o.json === true));
+      result = 0;
+    });
+  program
+    .command('top')
+    .description('a live view of a running gateway: backends, queue, flows and keys, redrawn in place (Ctrl-C to leave)')
+    .option('--url <url>', 'the gateway (or GATEWAY_URL; default http://127.0.0.1:8080)')
+    .option('--key <key>', 'an API key (or GATEWAY_KEY)')
+    .option('--interval <seconds>', 'seconds between redraws', '1')
+    .action(async (o: { url?: string; key?: string; interval: string }) => {
+      const seconds = Number(o.interval);
+      if (!(seconds >= 0.1 && seconds <= 3600)) throw new UsageError(`--interval: expected seconds from 0.1 to 3600, got '${o.interval}'`);
+      const stop = new AbortController();
+      // the alternate screen, as htop uses it: the terminal is as it was when top leaves
+      io.out('\x1b[?1049h\x1b[?25l');
+      const leave = () => {
+        stop.abort();
+      };
+      process.once('SIGINT', leave);
+      process.once('SIGTERM', leave);
+      await top(target(o), seconds * 1000, io.out, stop.signal, () => process.stdout.columns ?? 100);
+      io.out('\x1b[?25h\x1b[?1049l');
       result = 0;
     });
   const backends = program.command('backends').description('take a backend out of rotation for maintenance, and back (admin key)');

@@ -121,3 +121,75 @@ export async function drain(t: OpsTarget, name: string, on: boolean): Promise<st
   const r = (await call(t, 'POST', `admin/backends/${encodeURIComponent(name)}/${on ? 'drain' : 'undrain'}`)) as { backend: string; drained: boolean; in_flight: number };
   return on ? `${r.backend}: drained; it finishes the ${r.in_flight} job(s) it holds and takes nothing new\n` : `${r.backend}: back in rotation\n`;
 }
+
+const BLOCKS = '▁▂▃▄▅▆▇█';
+
+/** The last `n` values as a one-line chart. */
+function sparkline(values: readonly number[], n: number): string {
+  const last = values.slice(-n);
+  const max = Math.max(1, ...last);
+  return last.map((v) => BLOCKS[Math.min(BLOCKS.length - 1, Math.round((v / max) * (BLOCKS.length - 1)))]).join('');
+}
+
+function bar(used: number, of: number, width: number): string {
+  const full = of <= 0 ? 0 : Math.min(width, Math.round((used / of) * width));
+  return `[${'#'.repeat(full)}${'.'.repeat(width - full)}]`;
+}
+
+/** One screen of `ollama-gateway top`: the fleet as it is now, and the last minutes as lines. */
+export function topFrame(r: FleetReport | KeyReport, url: string, columns = 100): string {
+  if (r.view === 'key') return formatStatus(r, url);
+  const g = r.gateway;
+  const up = r.backends.filter((b) => b.healthy && !b.retiring && !b.drained).length;
+  const history = (r as FleetReport & { history?: { queueDepth: number; inFlight: number; requests: number; errors: number }[] }).history ?? [];
+  const span = Math.max(10, Math.min(60, columns - 30));
+  const lines = [
+    `ollama-gateway v${g.version} at ${url}  ${r.status}  up ${ago(g.uptime_seconds)}  config ${clock(g.config_loaded_at)} UTC  (q: Ctrl-C)`,
+    `backends ${up}/${r.backends.length} up   in flight ${r.in_flight}   queued ${r.queue.depth}/${r.queue.size}`,
+    `queued    ${sparkline(history.map((h) => h.queueDepth), span)}`,
+    `in flight ${sparkline(history.map((h) => h.inFlight), span)}`,
+    `req/min   ${sparkline(history.map((h) => h.requests * 12), span)}`,
+    `errors    ${sparkline(history.map((h) => h.errors * 12), span)}`,
+    '',
+  ];
+  const width = Math.max(7, ...r.backends.map((b) => b.name.length));
+  lines.push(`${'BACKEND'.padEnd(width)}  ${'SLOTS'.padEnd(14)}  ${'TOK/S'.padStart(7)}  STATE / LOADED`);
+  for (const b of r.backends) {
+    const live = b.healthy && !b.drained && !b.retiring;
+    lines.push(`${b.name.padEnd(width)}  ${bar(b.in_flight, b.slots, 8)} ${`${b.in_flight}/${b.slots}`.padEnd(4)}  ${String(b.tokens_per_second).padStart(7)}  ${live ? `up  ${b.loaded.join(', ') || '—'}` : stateOf(b)}`);
+  }
+  if (r.flows.length > 0) {
+    lines.push('', 'WAITING (flow: jobs)');
+    for (const f of r.flows.slice(0, 10)) lines.push(`  ${(f.flow || '(open)').padEnd(24)} ${f.queued}`);
+  }
+  lines.push('', `${'KEY'.padEnd(16)} ${'REQUESTS'.padStart(9)} ${'PROMPT'.padStart(9)} ${'OUTPUT'.padStart(9)} ${'ERRORS'.padStart(7)}  TODAY (UTC)`);
+  for (const k of r.keys) {
+    const budget = k.tokens_per_day === null ? '' : `  ${bar(k.prompt_tokens + k.completion_tokens, k.tokens_per_day, 10)} of ${k.tokens_per_day}`;
+    lines.push(`${(k.name || '(open)').padEnd(16)} ${String(k.requests).padStart(9)} ${String(k.prompt_tokens).padStart(9)} ${String(k.completion_tokens).padStart(9)} ${String(k.errors).padStart(7)}${budget}`);
+  }
+  return lines.map((l) => l.slice(0, columns)).join('\n');
+}
+
+/**
+ * `ollama-gateway top`: a live view, redrawn in place every `everyMs` until the signal, like
+ * htop. A gateway that stops answering is said on the screen, and the view waits for it.
+ */
+export async function top(t: OpsTarget, everyMs: number, write: (s: string) => void, stop: AbortSignal, columns: () => number): Promise<void> {
+  while (!stop.aborted) {
+    let frame: string;
+    try {
+      frame = topFrame((await call(t, 'GET', 'status.json')) as FleetReport | KeyReport, t.url, columns());
+    } catch (err) {
+      frame = `ollama-gateway top: ${(err as Error).message}`;
+    }
+    // home, the frame, then clear what the last frame left below it
+    write(`\x1b[H${frame.split('\n').join('\x1b[K\n')}\x1b[K\n\x1b[J`);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, everyMs);
+      stop.addEventListener('abort', () => {
+        clearTimeout(timer);
+        resolve();
+      }, { once: true });
+    });
+  }
+}

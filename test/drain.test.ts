@@ -2,7 +2,7 @@
 // for maintenance (it finishes what it holds, takes nothing new) and `undrain` puts it back, both
 // through the admin route with an admin key; `ollama-gateway status` reads the fleet for a person
 // or, with --json, for a script.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { hashKey } from '../dist/src/auth/keys.js';
@@ -89,4 +89,28 @@ t.test('draining the only backend: waiting jobs are answered at once, not at the
   t.equal(unreachable.code, 1);
   t.match(unreachable.err, /^error: cannot reach the gateway at http:\/\/127\.0\.0\.1:1/);
   await settled(gateway);
+});
+
+t.test('ollama-gateway top: a live view redrawn in place, until Ctrl-C leaves the terminal as it was', async (t) => {
+  const sims = await startSims(t, 2, { ttftMs: 0, tokenMs: 0, tokens: 3 });
+  const file = configFile(t, `backends: [{name: gpu1, url: "${sims[0]!.url}"}, {name: gpu2, url: "${sims[1]!.url}"}]\nkeys:\n  - {name: ops, sha256: "${hashKey(ADMIN)}", admin: true}\n`);
+  const { url, gateway } = await startGateway(t, sims, {}, { file, backendsFromFile: true });
+  await post(url, '/api/chat', chat('one', { stream: false }), { headers: { authorization: `Bearer ${ADMIN}` } });
+  gateway.registry.setDrained('gpu2', true);
+  const child = spawn(process.execPath, [BIN, 'top', '--url', url, '--interval', '0.2'], { env: { ...process.env, GATEWAY_KEY: ADMIN }, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => child.kill('SIGKILL'));
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  await until(() => out.split('\x1b[H').length > 3, 'three frames drawn', 10_000);
+  const frame = out.split('\x1b[H').at(-2)!.replace(/\x1b\[[KJ]/g, '');
+  t.match(frame, /^ollama-gateway v\d+\.\d+\.\d+ at http/);
+  t.match(frame, /backends 1\/2 up/);
+  t.match(frame, /\ngpu1\s+\[\.+\] 0\/1\s+[\d.]+\s+up {2}llama3\.2:latest/, 'gpu1 up, with what it has loaded');
+  t.match(frame, /\ngpu2\s+\[\.+\] 0\/1\s+[\d.]+\s+drained/, 'gpu2 drained');
+  t.match(frame, /\nops\s+1\s+\d+\s+3\s+0/, "the key's requests and tokens today");
+  t.ok(out.startsWith('\x1b[?1049h'), 'drawn on the alternate screen');
+  child.kill('SIGINT');
+  const code = await new Promise((r) => child.once('exit', r));
+  t.equal(code, 0);
+  t.ok(out.endsWith('\x1b[?25h\x1b[?1049l'), 'and the terminal given back as it was');
 });
