@@ -28,6 +28,7 @@
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
+import { createServer as createHttpServer } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { round, summarize, type Summary } from './stats.js';
@@ -88,6 +89,17 @@ setTimeout(() => {
   console.error('bench: time limit reached');
   process.exit(2);
 }, 15 * 60_000).unref();
+
+/** An OTLP/HTTP endpoint that takes every export and drops it (the traced gateway's collector). */
+async function startOtlpSink(): Promise<{ url: string; close(): void }> {
+  const server = createHttpServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  server.unref();
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}/v1/traces`, close: () => server.close() };
+}
 
 async function startSim(args: string[]): Promise<{ url: string; proc: ChildProcess }> {
   const proc = spawn(process.execPath, [BIN, 'simulate', '--listen', '127.0.0.1:0', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -325,7 +337,7 @@ async function cancelScenario() {
   return out;
 }
 
-type Target = { readonly name: 'direct' | ProxyName | 'gateway'; readonly url: string; readonly pids: () => number[] };
+type Target = { readonly name: 'direct' | ProxyName | 'gateway' | 'gateway+tracing'; readonly url: string; readonly pids: () => number[] };
 
 const median = (xs: readonly number[]) => summarize(xs).p50;
 
@@ -356,9 +368,14 @@ async function compareScenario() {
     const gw = await startGateway({ backends: sim.url, slotsPerBackend: String(slots), queueSize: '100000' });
     gateways.push(gw);
     out.push({ name: 'gateway', url: gw.url, pids: () => [gw.pid] });
+    // the same with OpenTelemetry tracing on, exporting to a sink here: what tracing costs
+    const traced = await startGateway({ backends: sim.url, slotsPerBackend: String(slots), queueSize: '100000', tracingEndpoint: otlpSink.url });
+    gateways.push(traced);
+    out.push({ name: 'gateway+tracing', url: traced.url, pids: () => [traced.pid] });
     return out;
   };
   const gateways: GatewayProc[] = [];
+  const otlpSink = await startOtlpSink();
   const streamTargets = await targetsFor(streamSim, P.compareStreams * 2);
   const streamMs = P.ttftMs + P.tokens * P.compareTokenMs;
   const body = chatBody(true);

@@ -39,6 +39,8 @@ import { Admission } from './admission/admission.js';
 import { Jobs } from './api/jobs.js';
 import { Passthrough } from './api/passthrough.js';
 import { Forwarder } from './forward/forward.js';
+import { Tracing } from './tracing/tracing.js';
+import { routeLabel } from './front/routes.js';
 
 export interface GatewayOptions {
   readonly config: GatewayConfig;
@@ -90,6 +92,8 @@ export class Gateway {
   /** fired when a stop's drain deadline passes: answers still running get their final error line */
   private readonly deadline = new Broadcast();
   private readonly startedAt = Date.now();
+  /** OpenTelemetry traces, when an OTLP endpoint is configured */
+  tracing: Tracing | undefined;
   /** when the running config was loaded (start or the last reload), epoch ms */
   private configLoadedAt = Date.now();
 
@@ -166,6 +170,9 @@ export class Gateway {
         gateway: (ctx) => this.answerOwnRoute(ctx),
         catalog: (ctx) => catalogRoutes.answer(ctx),
         draining: () => this.stopping !== undefined,
+        began: (ctx) => {
+          if (this.tracing) ctx.trace = this.tracing.begin(ctx.method, routeLabel(ctx.path), ctx.req.headers);
+        },
         ended: (ctx) => accounting.ended(ctx),
         authorize: (ctx, route) => this.authorize(ctx, route),
       },
@@ -176,6 +183,7 @@ export class Gateway {
   /** Build, bind the listener and start health checks. */
   static async start(opts: GatewayOptions): Promise<Gateway> {
     const g = new Gateway(opts);
+    g.tracing = await Tracing.start(g.cfg.tracing, VERSION);
     g.registry.apply(g.cfg);
     await new Promise<void>((resolve, reject) => {
       g.server.once('error', reject);
@@ -223,11 +231,13 @@ export class Gateway {
       this.log.warn({ from: `${prev.listen.host}:${prev.listen.port}`, to: `${next.listen.host}:${next.listen.port}` }, 'listen address changes need a restart; keeping the old one');
     }
     if (next.usage.path !== prev.usage.path) this.log.warn({ from: prev.usage.path, to: next.usage.path }, 'usage.path changes need a restart; keeping the old one');
+    if (next.tracing.otlpEndpoint !== prev.tracing.otlpEndpoint || next.tracing.serviceName !== prev.tracing.serviceName) this.log.warn('tracing changes need a restart; keeping the old settings');
     // the listener, the worker pool and the ledger are built once: their settings wait for a restart
     this.cfg = Object.freeze({
       ...next,
       listen: prev.listen,
       usage: prev.usage,
+      tracing: prev.tracing,
       limits: Object.freeze({ ...prev.limits, maxBodyBytes: next.limits.maxBodyBytes }),
       inspect: prev.inspect,
     });
@@ -389,7 +399,7 @@ export class Gateway {
     }
     this.server.closeAllConnections();
     this.metricsServer?.close();
-    await Promise.all([closed, this.registry.close(!drained), this.inspector.close()]);
+    await Promise.all([closed, this.registry.close(!drained), this.inspector.close(), this.tracing?.shutdown()]);
     this.ledger.close();
     this.log.info('stopped');
   }

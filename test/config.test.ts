@@ -150,3 +150,13 @@ t.test('a reload says what it changed: backends and keys by name, other settings
   });
   t.same(reloadChanges(before, before).settings_changed, [], 'nothing changed, nothing said');
 });
+
+t.test("tracing's endpoint: the gateway's option, else OpenTelemetry's own variables; a bad URL is a problem", async (t) => {
+  const base = { GATEWAY_BACKENDS: 'http://127.0.0.1:11434' };
+  t.equal(loadConfig({ env: base }).tracing.otlpEndpoint, '', 'off by default');
+  t.equal(loadConfig({ env: { ...base, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318/' } }).tracing.otlpEndpoint, 'http://c:4318/v1/traces', 'the base endpoint, with the traces path');
+  t.equal(loadConfig({ env: { ...base, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://t:4318/x' } }).tracing.otlpEndpoint, 'http://t:4318/x', 'the traces endpoint first');
+  t.equal(loadConfig({ env: { ...base, OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', GATEWAY_TRACING_ENDPOINT: 'http://g:4318/v1/traces' } }).tracing.otlpEndpoint, 'http://g:4318/v1/traces', "the gateway's own variable above OpenTelemetry's");
+  t.equal(loadConfig({ env: { ...base, OTEL_SERVICE_NAME: 'gw-eu' } }).tracing.serviceName, 'gw-eu');
+  t.throws(() => loadConfig({ env: { ...base, GATEWAY_TRACING_ENDPOINT: 'collector:4318' } }), /tracing\.otlp_endpoint.*http\(s\) URL/);
+});

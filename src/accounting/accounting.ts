@@ -44,6 +44,7 @@ export class Accounting {
       d.ledger.record({ key: ctx.key?.name ?? '', model, promptTokens: o.promptTokens ?? 0, completionTokens: o.completionTokens ?? 0, error: o.isError });
     }
     if (!GATEWAY_PATHS.has(ctx.path)) d.history.ended(o.isError, r.queueMs, r.backend, o.completionTokens);
+    if (ctx.trace) ctx.trace.end(spanAttributes(ctx, model), o.isError ? (o.code ?? `status ${o.status}`) : undefined);
     d.metrics.requestEnded({
       route: routeLabel(ctx.path),
       key: r.key ?? '',
@@ -61,4 +62,35 @@ export class Accounting {
       streamed: o.streamed,
     });
   }
+}
+
+/** The GenAI conventions' operation of a route (what it asks a model to do). */
+function operationOf(path: string): string | undefined {
+  if (path === '/api/chat' || path === '/v1/chat/completions' || path === '/v1/messages' || path === '/v1/responses') return 'chat';
+  if (path === '/api/generate' || path === '/v1/completions') return 'text_completion';
+  if (path === '/api/embed' || path === '/api/embeddings' || path === '/v1/embeddings') return 'embeddings';
+  return undefined;
+}
+
+/** A finished request as span attributes: HTTP's and the GenAI conventions', never a prompt or an answer. */
+function spanAttributes(ctx: RequestContext, model: string): Record<string, string | number> {
+  const { facts: r, outcome: o } = ctx;
+  const a: Record<string, string | number> = { 'http.response.status_code': o.status, 'gateway.request_id': r.id, 'gateway.attempts': r.attempts };
+  const op = operationOf(ctx.path);
+  if (op !== undefined) {
+    a['gen_ai.operation.name'] = op;
+    a['gen_ai.provider.name'] = 'ollama';
+  }
+  if (r.model !== undefined) {
+    a['gen_ai.request.model'] = r.model;
+    a['gateway.model_label'] = model;
+  }
+  if (o.promptTokens !== undefined) a['gen_ai.usage.input_tokens'] = o.promptTokens;
+  if (o.completionTokens !== undefined) a['gen_ai.usage.output_tokens'] = o.completionTokens;
+  if (o.streamed && r.ttfbMs !== undefined) a['gen_ai.server.time_to_first_token'] = r.ttfbMs / 1000;
+  if (r.queueMs !== undefined) a['gateway.queue_ms'] = r.queueMs;
+  if (r.backend !== undefined) a['gateway.backend'] = r.backend;
+  if (r.key !== undefined) a['gateway.key'] = r.key;
+  if (o.code !== undefined) a['error.type'] = o.code;
+  return a;
 }

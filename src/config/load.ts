@@ -37,6 +37,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: '--management <yes|no>', key: 'management', env: 'GATEWAY_MANAGEMENT', path: ['management', 'enabled'], kind: 'boolean', description: 'allow pull, push, create, copy, delete and blobs (default no)' },
   { flag: '--usage-path <file>', key: 'usagePath', env: 'GATEWAY_USAGE_PATH', path: ['usage', 'path'], kind: 'string', description: 'SQLite file for the usage ledger (default: none, usage kept in memory)' },
   { flag: '--cors-origins <origins>', key: 'corsOrigins', env: 'GATEWAY_CORS_ORIGINS', path: ['cors', 'origins'], kind: 'list', description: 'comma list of origins allowed besides Ollama\'s defaults, as OLLAMA_ORIGINS (default: none)' },
+  { flag: '--tracing-endpoint <url>', key: 'tracingEndpoint', env: 'GATEWAY_TRACING_ENDPOINT', path: ['tracing', 'otlp_endpoint'], kind: 'string', description: "OTLP/HTTP traces endpoint, e.g. http://collector:4318/v1/traces (default: none, or OpenTelemetry's OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT)" },
   { flag: '--inspect-workers <n>', key: 'inspectWorkers', env: 'GATEWAY_INSPECT_WORKERS', path: ['inspect', 'workers'], kind: 'int', description: 'worker threads that parse large bodies, 0 = parse inline (default 1)' },
 ];
 
@@ -96,6 +97,11 @@ export function loadConfig(sources: LoadSources): GatewayConfig {
     setPath(raw, spec.path, value);
     origin.set(spec.path.join('.'), label);
   };
+  // OpenTelemetry's own variables, as every OTel SDK reads them: below the gateway's options
+  const otel = sources.env?.['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT'] || (sources.env?.['OTEL_EXPORTER_OTLP_ENDPOINT'] ? `${sources.env['OTEL_EXPORTER_OTLP_ENDPOINT'].replace(/\/+$/, '')}/v1/traces` : '');
+  if (otel && getPath(raw, ['tracing', 'otlp_endpoint']) === undefined) setPath(raw, ['tracing', 'otlp_endpoint'], otel);
+  const serviceName = sources.env?.['OTEL_SERVICE_NAME'];
+  if (serviceName && getPath(raw, ['tracing', 'service_name']) === undefined) setPath(raw, ['tracing', 'service_name'], serviceName);
   for (const spec of OPTIONS) {
     const v = sources.env?.[spec.env];
     if (v !== undefined && v !== '') layer(spec.env, spec, v);
@@ -179,6 +185,15 @@ function parseOptionValue(spec: OptionSpec, text: string): unknown {
       });
     }
   }
+}
+
+function getPath(obj: Raw, path: readonly string[]): unknown {
+  let cur: unknown = obj;
+  for (const key of path) {
+    if (typeof cur !== 'object' || cur === null || Array.isArray(cur)) return undefined;
+    cur = (cur as Raw)[key];
+  }
+  return cur;
 }
 
 function setPath(obj: Raw, path: readonly string[], value: unknown): void {

@@ -120,6 +120,13 @@ export const fileSchema = z.strictObject({
       origins: z.array(z.string().min(1)).default([]),
     })
     .prefault({}),
+  tracing: z
+    .strictObject({
+      // OTLP/HTTP traces endpoint ('' = no tracing); OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT fill it too
+      otlp_endpoint: z.union([z.literal(''), z.url({ protocol: /^https?$/, error: 'expected an http(s) URL, e.g. http://collector:4318/v1/traces' })]).default(''),
+      service_name: z.string().min(1).default('ollama-gateway'),
+    })
+    .prefault({}),
   aliases: z.record(z.string().min(1), z.string().min(1, 'an alias needs a target model')).default({}),
   management: z
     .strictObject({
@@ -251,6 +258,8 @@ export interface GatewayConfig {
   readonly auth: { readonly publicMetrics: boolean; readonly publicStatus: boolean; readonly publicHealthDetails: boolean };
   readonly budgets: { readonly outputEstimateTokens: number };
   readonly cors: { readonly origins: readonly string[] };
+  /** OpenTelemetry traces over OTLP/HTTP; off when otlpEndpoint is '' */
+  readonly tracing: { readonly otlpEndpoint: string; readonly serviceName: string };
   /** client-facing name -> the model the fleet serves */
   readonly aliases: Readonly<Record<string, string>>;
   readonly management: { readonly enabled: boolean };
@@ -325,6 +334,7 @@ export function freezeConfig(f: FileConfig): GatewayConfig {
     auth: { publicMetrics: f.auth.public_metrics, publicStatus: f.auth.public_status, publicHealthDetails: f.auth.public_health_details },
     budgets: { outputEstimateTokens: f.budgets.output_estimate_tokens },
     cors: { origins: [...f.cors.origins] },
+    tracing: { otlpEndpoint: f.tracing.otlp_endpoint, serviceName: f.tracing.service_name },
     aliases: { ...f.aliases },
     management: { enabled: f.management.enabled },
     usage: { path: f.usage.path, flushMs: ms(f.usage.flush_seconds) },

@@ -67,9 +67,13 @@ export class Forwarder {
       let lease: Lease<Backend>;
       const askedAt = performance.now();
       outcome.phase = 'queued';
+      const waiting = ctx.trace?.child('gateway.queue', false, { 'gateway.attempt': attempt });
       try {
         lease = await job.acquire(tried);
+        waiting?.end();
       } catch (err) {
+        waiting?.setAttribute('error.type', isGatewayError(err) ? err.code : 'internal_error');
+        waiting?.end();
         facts.queueMs = (facts.queueMs ?? 0) + (performance.now() - askedAt);
         // every backend left has been tried: the last real failure says more than "none left"
         if (lastErr && isGatewayError(err) && err.code === 'no_healthy_backend') throw lastErr;
@@ -82,18 +86,22 @@ export class Forwarder {
       facts.backend = b.name;
       facts.attempts = attempt;
       const elsewhere = () => attempt < maxAttempts && this.deps.dispatcher.canServe({ exclude: tried, model: job.model, api });
+      // the try's span, whose traceparent the backend gets (in place of the client's)
+      const trying = ctx.trace?.child(`${facts.method} ${b.name}`, true, { 'gateway.backend': b.name, 'gateway.attempt': attempt, 'server.address': b.displayUrl });
+      const sent = trying ? { ...headers, ...ctx.trace!.headersFor(trying) } : headers;
       try {
         let up;
         try {
           up = await sendUpstream(
             b,
             job.via(b),
-            { method: facts.method, path: ctx.upstreamPath, headers, body: job.body, generation: job.generation === true, ...(job.headersTimeoutMs !== undefined ? { headersTimeoutMs: job.headersTimeoutMs } : {}) },
+            { method: facts.method, path: ctx.upstreamPath, headers: sent, body: job.body, generation: job.generation === true, ...(job.headersTimeoutMs !== undefined ? { headersTimeoutMs: job.headersTimeoutMs } : {}) },
             ctx.clientGoneSignal,
             this.deps.relay.stop,
           );
         } catch (err) {
           const ge = err as GatewayError;
+          trying?.setAttribute('error.type', ge.code);
           // a backend that let a job's header timeout pass counts as failing, retried or not
           if (ge.code === 'upstream_timeout') b.failure('traffic', ge.message);
           if (!ge.retryable) throw ge;
@@ -102,6 +110,7 @@ export class Forwarder {
           lastErr = ge;
           continue;
         }
+        trying?.setAttribute('http.response.status_code', up.statusCode);
         if (job.generation && up.statusCode >= 500) {
           const busy = up.statusCode === 503;
           const why = `backend ${b.name} answered ${up.statusCode}${busy ? ' (busy)' : ''}`;
@@ -125,6 +134,7 @@ export class Forwarder {
         await relayAnswer(ctx, b, up, this.deps.relay);
         return;
       } finally {
+        trying?.end();
         lease.release();
       }
     }

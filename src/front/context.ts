@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Outcome, type RequestFacts } from '../accounting/outcome.js';
 import type { ApiKey } from '../auth/keys.js';
 import type { Charge } from '../auth/budgets.js';
+import type { RequestTrace } from '../tracing/tracing.js';
 import type { ChunkTransform } from '../relay/chunk-transform.js';
 import { CancelToken, type Cancellation } from '../cancel.js';
 import { normalizePath } from './normalize-path.js';
@@ -56,6 +57,8 @@ export class RequestContext {
   key: ApiKey | undefined;
   /** what the answer needs changed on its way (an alias's name, a usage chunk the client did not ask for) */
   transform: ChunkTransform | undefined;
+  /** the request's spans, when tracing is on */
+  trace: RequestTrace | undefined;
   /** the job's account with its key's token budgets (metered keys only) */
   charge: Charge | undefined;
 

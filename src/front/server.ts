@@ -25,6 +25,8 @@ export interface FrontHandlers {
   draining(): boolean;
   /** who may do this: sets ctx.key, or throws 401/403 */
   authorize(ctx: RequestContext, route: RouteKind): void;
+  /** a request arrived (its trace begins) */
+  began(ctx: RequestContext): void;
   /** the request is over: the accounting stage (its charge, log line, ledger row, metrics) */
   ended(ctx: RequestContext): void;
 }
@@ -54,6 +56,7 @@ export function createFront(cfg: GatewayConfig, handlers: FrontHandlers, log: Lo
 async function handle(req: IncomingMessage, res: ServerResponse, h: FrontHandlers, log: Logger, cfg: GatewayConfig, bodies: BodyMemory, cors: Cors): Promise<void> {
   const ctx = new RequestContext(req, res, bodies);
   res.setHeader('x-request-id', ctx.id);
+  h.began(ctx);
   try {
     const crossOrigin = cors.apply(req, res);
     if (crossOrigin === 'forbidden') throw new GatewayError('origin_forbidden', 'origin not allowed (cors.origins)');
