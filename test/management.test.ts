@@ -78,3 +78,18 @@ t.test('pull and delete without a name go to the whole fleet', async (t) => {
   t.notOk(sims[2]!.models.has('phi4'), 'sim3 was not asked');
   t.same((await post(url, '/api/pull', { model: 'phi4', stream: false })).json(), { status: 'success', skipped: ['sim3'] });
 });
+
+t.test("signing a backend out of ollama.com is management: off unless enabled, never for a key that is not an admin's (Ollama's routes.go)", async (t) => {
+  const [sim] = await startSims(t, 1);
+  const off = await startGateway(t, [sim!]);
+  const signout = await post(off.url, '/api/signout', {});
+  t.equal(signout.status, 403, 'off by default');
+  t.match(signout.json(), { error: /management/ });
+  const old = await request(`${off.url}/api/user/keys/abc`, { method: 'DELETE' });
+  t.equal(old.statusCode, 403, 'the older sign-out route too');
+  await old.body.dump();
+  t.equal(sim!.stats.byPath['/api/signout'], undefined, 'the backend never heard of it');
+  // reading who a backend is stays a plain pass-through
+  await post(off.url, '/api/me', {});
+  t.equal(sim!.stats.byPath['/api/me'], 1, '/api/me passes through');
+});

@@ -27,8 +27,11 @@ export const GATEWAY_PATHS: ReadonlySet<string> = new Set(['/healthz', '/metrics
 /** Answered from the gateway's view of the fleet, no backend asked, no slot taken. */
 export const CATALOG_PATHS: ReadonlySet<string> = new Set(['/', '/api/version', '/api/tags', '/api/ps', '/v1/models']);
 
-/** Model management: changes what a backend holds; off unless enabled, and aimed at one backend. */
-export const MANAGEMENT_PATHS: ReadonlySet<string> = new Set(['/api/pull', '/api/push', '/api/create', '/api/copy', '/api/delete']);
+/**
+ * Management: changes what a backend holds, or who it is (signing it out of ollama.com); off
+ * unless enabled, admin keys only, aimed at one backend.
+ */
+export const MANAGEMENT_PATHS: ReadonlySet<string> = new Set(['/api/pull', '/api/push', '/api/create', '/api/copy', '/api/delete', '/api/signout']);
 
 /** The catalog routes Ollama also serves to HEAD; on the others HEAD is a 405, the backend's to give. */
 const HEAD_PATHS: ReadonlySet<string> = new Set(['/', '/api/version', '/api/tags']);
@@ -38,7 +41,8 @@ export function classifyRoute(method: string, path: string): RouteKind {
   if (GATEWAY_PATHS.has(path) || path.startsWith('/admin/')) return 'gateway';
   if ((method === 'GET' && (CATALOG_PATHS.has(path) || path.startsWith('/v1/models/'))) || (method === 'HEAD' && HEAD_PATHS.has(path))) return 'catalog';
   if (method === 'POST' && DISPATCHED_PATHS.has(path)) return 'dispatch';
-  if (MANAGEMENT_PATHS.has(path) || path.startsWith('/api/blobs/')) return 'management';
+  // (DELETE /api/user/keys/:key is Ollama's older sign-out)
+  if (MANAGEMENT_PATHS.has(path) || path.startsWith('/api/blobs/') || path.startsWith('/api/user/keys/')) return 'management';
   if (path === '/' || path.startsWith('/api/') || path.startsWith('/v1/')) return 'passthrough';
   return 'not_found';
 }
