@@ -23,15 +23,18 @@ async function cli(args: string[], env: Record<string, string> = {}): Promise<{ 
 }
 
 t.test('drain a backend: what it holds finishes, nothing new reaches it; undrain: it takes jobs again', async (t) => {
-  const sims = await startSims(t, 2, { ttftMs: 0, tokenMs: 20, tokens: 150 });
+  const sims = await startSims(t, 2, { ttftMs: 0, tokenMs: 2, tokens: 30 });
   const file = configFile(t, `backends: [{name: gpu1, url: "${sims[0]!.url}"}, {name: gpu2, url: "${sims[1]!.url}"}]\nslots_per_backend: 2\nkeys:\n  - {name: ops, sha256: "${hashKey(ADMIN)}", admin: true}\n  - {name: app, sha256: "${hashKey(APP)}"}\n`);
   const { url, gateway } = await startGateway(t, sims, {}, { file, backendsFromFile: true });
   const app = { authorization: `Bearer ${APP}` };
-  // a stream in flight on gpu1 when it is drained
+  // a job in flight on one backend when it is drained: held there (not timed) until the end
+  for (const s of sims) s.hold();
   const long = post(url, '/api/chat', chat('long one'), { headers: app });
-  await sims[0]!.waitFor(() => sims[0]!.stats.tokensSent > 0 || sims[1]!.stats.tokensSent > 0);
-  const holder = sims[0]!.stats.tokensSent > 0 ? 'gpu1' : 'gpu2';
+  await until(() => gateway.registry.all.some((b) => b.inFlight === 1), 'the long job on a backend');
+  const holder = gateway.registry.all.find((b) => b.inFlight === 1)!.name;
   const other = holder === 'gpu1' ? 'gpu2' : 'gpu1';
+  const hi = holder === 'gpu1' ? 0 : 1;
+  sims[1 - hi]!.release();
 
   const refused = await cli(['backends', 'drain', holder, '--url', url], { GATEWAY_KEY: APP });
   t.equal(refused.code, 1, 'a key that is not an admin key may not drain');
@@ -42,9 +45,9 @@ t.test('drain a backend: what it holds finishes, nothing new reaches it; undrain
   const started = (i: number) => sims[i]!.stats.byPath['/api/chat'] ?? 0;
   const counts = [started(0), started(1)];
   for (let i = 0; i < 4; i++) t.equal((await post(url, '/api/chat', chat(`after ${i}`, { stream: false, options: { num_predict: 2 } }), { headers: app })).status, 200);
-  const hi = holder === 'gpu1' ? 0 : 1;
   t.equal(started(hi), counts[hi], `nothing new reached ${holder}`);
   t.equal(started(1 - hi), counts[1 - hi]! + 4, `all four went to ${other}`);
+  sims[hi]!.release();
   const whole = await long;
   t.equal(whole.status, 200);
   t.match(whole.text.trim().split('\n').pop(), /"done":true/, 'the stream it held finished whole');
@@ -68,17 +71,19 @@ t.test('drain a backend: what it holds finishes, nothing new reaches it; undrain
 });
 
 t.test('draining the only backend: waiting jobs are answered at once, not at their max wait; the key view of status', async (t) => {
-  const [sim] = await startSims(t, 1, { ttftMs: 0, tokenMs: 20, tokens: 150 });
+  const [sim] = await startSims(t, 1, { ttftMs: 0, tokenMs: 2, tokens: 30 });
   const file = configFile(t, `backends: [{name: gpu1, url: "${sim!.url}"}]\nkeys:\n  - {name: ops, sha256: "${hashKey(ADMIN)}", admin: true}\n  - {name: app, sha256: "${hashKey(APP)}", tokens_per_day: 5000}\n`);
   const { url, gateway } = await startGateway(t, [sim!], {}, { file, backendsFromFile: true });
   const app = { authorization: `Bearer ${APP}` };
+  sim!.hold();
   const running = post(url, '/api/chat', chat('running'), { headers: app });
-  await sim!.waitFor(() => sim!.stats.tokensSent > 0);
+  await until(() => gateway.registry.all[0]!.inFlight === 1, 'the first job on the backend');
   const waiting = post(url, '/api/chat', chat('waiting', { stream: false }), { headers: app });
   await until(() => gateway.dispatcher.queueDepth === 1, 'the second job waiting');
   t.equal((await cli(['backends', 'drain', 'gpu1', '--url', url], { GATEWAY_KEY: ADMIN })).code, 0);
   const w = await waiting;
   t.equal(w.status, 503, 'the waiting job: no backend left to take it');
+  sim!.release();
   t.equal((await running).status, 200, 'the running one finished');
   const mine = await cli(['status', '--url', url], { GATEWAY_KEY: APP });
   t.match(mine.out, /the fleet: 0 of 1 backends up/);
