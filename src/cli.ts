@@ -17,10 +17,6 @@ import { VERSION } from './version.js';
 import { configJsonSchema } from './config/json-schema.js';
 import { OpsError, drain, status, top } from './ops-client.js';
 
-function version(): string {
-  return VERSION;
-}
-
 export interface CliIO {
   readonly out: (s: string) => void;
   readonly err: (s: string) => void;
@@ -41,7 +37,7 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
   let result: number | undefined = 0;
   const program = new Command('ollama-gateway')
     .description('One safe, fair, observable endpoint in front of a fleet of Ollama and OpenAI-compatible servers.')
-    .version(version(), '-v, --version')
+    .version(VERSION, '-v, --version')
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err })
     .showHelpAfterError('(run with --help for usage)');

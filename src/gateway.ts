@@ -40,7 +40,7 @@ import { Jobs } from './api/jobs.js';
 import { Passthrough } from './api/passthrough.js';
 import { Forwarder } from './forward/forward.js';
 import { Tracing } from './tracing/tracing.js';
-import { routeLabel } from './front/routes.js';
+import { isAdminPath, routeLabel } from './front/routes.js';
 
 export interface GatewayOptions {
   readonly config: GatewayConfig;
@@ -426,7 +426,7 @@ export class Gateway {
       return;
     }
     if (ctx.path === '/status') return sendBody(ctx, 200, STATUS_PAGE, 'text/html; charset=utf-8');
-    if (ctx.path.startsWith('/admin/')) return this.answerAdmin(ctx);
+    if (isAdminPath(ctx.path)) return this.answerAdmin(ctx);
     if (ctx.path === '/status.json') {
       const full = this.keys.open || this.cfg.auth.publicStatus || ctx.key?.admin === true;
       return sendJson(ctx, 200, full || !ctx.key ? this.statusReport() : this.keyStatusReport(ctx.key));
@@ -481,7 +481,7 @@ export class Gateway {
     ctx.key = key;
     ctx.facts.key = key.name;
     // (any key reads /status.json: an admin's the whole fleet, any other its own usage and limits)
-    if ((route === 'management' || isMetrics || ctx.path.startsWith('/admin/')) && !key.admin) throw new GatewayError('admin_only', `key '${key.name}' is not an admin key`);
+    if ((route === 'management' || isMetrics || isAdminPath(ctx.path)) && !key.admin) throw new GatewayError('admin_only', `key '${key.name}' is not an admin key`);
   }
 
   /** A second listener that serves /metrics alone (for a scrape network apart from clients). */

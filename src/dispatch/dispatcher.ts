@@ -163,7 +163,7 @@ export class Dispatcher<T extends DispatchTarget> {
     }
     // a job may only jump ahead of waiters when nobody is waiting (FIFO), or when every waiter
     // is barred from the free backend (they would not take it anyway)
-    const free = this.queue.size === 0 ? this.pickFree(needs) : undefined;
+    const free = this.queue.size === 0 ? this.pick(needs, true) : undefined;
     if (free) return Promise.resolve(this.lease(free, 0, warmKey));
     if (this.queue.size >= this.opts.queueSize) {
       this.count('queue_full');
@@ -252,7 +252,7 @@ export class Dispatcher<T extends DispatchTarget> {
         if (this.pickFreeQuiet(e.value)) head = e;
       }
       if (!head) return;
-      const b = this.pickFree(head.value)!;
+      const b = this.pick(head.value, true)!;
       this.virtualTime = Math.max(this.virtualTime, head.value.tag);
       const chosen = this.opts.warmFirst ? this.warmerWaiter(head, b) : head;
       const w = chosen.value;
@@ -350,13 +350,9 @@ export class Dispatcher<T extends DispatchTarget> {
   }
 
   /**
-   * A free backend in rotation that this job may use: with warm-first, one that has its model
-   * loaded if any does; otherwise round robin.
+   * A backend in rotation that this job may use (`slotted`: with a free slot): with warm-first,
+   * one that has its model loaded if any does; otherwise round robin.
    */
-  private pickFree(needs: Needs<T>): T | undefined {
-    return this.pick(needs, true);
-  }
-
   private pick(needs: Needs<T>, slotted: boolean): T | undefined {
     const list = this.targets();
     const n = list.length;

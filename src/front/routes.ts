@@ -36,9 +36,13 @@ export const MANAGEMENT_PATHS: ReadonlySet<string> = new Set(['/api/pull', '/api
 /** The catalog routes Ollama also serves to HEAD; on the others HEAD is a 405, the backend's to give. */
 const HEAD_PATHS: ReadonlySet<string> = new Set(['/', '/api/version', '/api/tags']);
 
+/** The admin routes (`/admin/backends/NAME/drain`, `/undrain`): the gateway's own, admin keys only. */
+export function isAdminPath(path: string): boolean {
+  return path.startsWith('/admin/');
+}
+
 export function classifyRoute(method: string, path: string): RouteKind {
-  // (the admin routes, /admin/backends/NAME/drain and /undrain, are the gateway's own too)
-  if (GATEWAY_PATHS.has(path) || path.startsWith('/admin/')) return 'gateway';
+  if (GATEWAY_PATHS.has(path) || isAdminPath(path)) return 'gateway';
   if ((method === 'GET' && (CATALOG_PATHS.has(path) || path.startsWith('/v1/models/'))) || (method === 'HEAD' && HEAD_PATHS.has(path))) return 'catalog';
   if (method === 'POST' && DISPATCHED_PATHS.has(path)) return 'dispatch';
   // (DELETE /api/user/keys/:key is Ollama's older sign-out)

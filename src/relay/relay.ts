@@ -31,7 +31,7 @@ export function streamKind(contentType: string | undefined): StreamKind {
 }
 
 export interface RelayOptions {
-  /** when this fires (a stop's drain deadline), the answer ends with `shutting_down` */
+  /** a stop's drain deadline: when it fires the answer ends with `shutting_down` (the upstream call listens) */
   readonly stop: Cancellation;
   /** where a stream's inter-chunk gaps go (metrics) */
   readonly gapObserver?: ((backend: string, model: string | undefined) => (seconds: number) => void) | undefined;
@@ -86,10 +86,14 @@ class ClientRelay implements BodySink {
   ) {}
 
   data(chunk: Buffer): boolean {
-    const now = performance.now();
-    if (this.firstByteAt === undefined) this.firstByteAt = now;
-    else if (this.gaps) this.gaps((now - this.lastAt) / 1000);
-    this.lastAt = now;
+    // the clock is read only when something needs it: the first byte, or the gap histogram
+    if (this.firstByteAt === undefined) {
+      this.firstByteAt = this.lastAt = performance.now();
+    } else if (this.gaps) {
+      const now = performance.now();
+      this.gaps((now - this.lastAt) / 1000);
+      this.lastAt = now;
+    }
     this.bytes += chunk.length;
     this.tap.push(chunk);
     this.end?.push(chunk);
@@ -165,8 +169,9 @@ export async function relayAnswer(ctx: RequestContext, b: Backend, up: Upstream,
   const gaps = outcome.streamed ? opts.gapObserver?.(b.name, facts.model) : undefined;
   const relay = new ClientRelay(res, up, endCheck, ctx.transform, gaps, outcome.streamed ? ctx.charge : undefined, kind);
   outcome.phase = 'streaming';
-  const unstop = opts.stop.onCancel(() => up.stop(stopped()));
   try {
+    // (a deadline that passes from here on is heard by the upstream call, which cuts the backend
+    // and fails the pipe with shutting_down; one that passed already is said now)
     if (opts.stop.aborted) throw stopped();
     await up.pipe(relay);
     relay.flush();
@@ -186,7 +191,6 @@ export async function relayAnswer(ctx: RequestContext, b: Backend, up: Upstream,
     if (ge.code === 'upstream_failed') b.failure('traffic', ge.message);
     endWithError(res, kind, ge, relay.atLineStart, grammarOf(ctx.path));
   } finally {
-    unstop();
     relay.detach();
     facts.bytesOut = relay.bytes;
     if (relay.firstByteAt !== undefined) facts.ttfbMs = relay.firstByteAt - ctx.start;
