@@ -4,12 +4,38 @@
 // logs. Between the bare byte copier (node-floor.ts, no HTTP parsing at all) and this, the cost
 // is the libraries'; above this, it is the gateway's own.
 //   node dist/bench/http-floor.js <listen port> <backend url>
+// With several backend URLs (comma-separated) it is the floor of a queue instead: each backend
+// takes one job at a time, and the jobs that find none free wait in one FIFO (an array), handed
+// to the first backend that frees: the least a Node queue in front of one-slot backends costs.
 import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
 import { Pool, type Dispatcher } from 'undici';
 
 const port = Number(process.argv[2] ?? 18096);
-const pool = new Pool(process.argv[3] ?? 'http://127.0.0.1:11434', { connections: 100_000, pipelining: 1 });
+const urls = (process.argv[3] ?? 'http://127.0.0.1:11434').split(',');
+const queueing = urls.length > 1;
+const pools = urls.map((u) => new Pool(u, { connections: queueing ? 1 : 100_000, pipelining: 1 }));
+const free: Pool[] = queueing ? [...pools] : [];
+const waiting: ((pool: Pool) => void)[] = [];
+let waitingHead = 0;
+
+/** Runs the job at a free backend now, or when one frees (FIFO); without a queue, at once. */
+function withSlot(job: (pool: Pool, done: () => void) => void): void {
+  if (!queueing) return job(pools[0]!, () => {});
+  const done = (pool: Pool) => () => {
+    const next = waitingHead < waiting.length ? waiting[waitingHead++] : undefined;
+    if (waitingHead > 1024 && waitingHead * 2 > waiting.length) {
+      waiting.splice(0, waitingHead);
+      waitingHead = 0;
+    }
+    if (next) next(pool);
+    else free.push(pool);
+  };
+  const pool = free.pop();
+  const start = (p: Pool) => job(p, done(p));
+  if (pool) start(pool);
+  else waiting.push(start);
+}
 
 function frame(chunk: Buffer): Buffer {
   const hex = chunk.length.toString(16);
@@ -32,14 +58,19 @@ createServer({ noDelay: true, keepAliveTimeout: 65_000 }, (req, res) => {
     res.once('close', () => {
       if (!res.writableFinished) controller?.abort(new Error('client closed'));
     });
+    withSlot((pool, done) => {
     const handler: Dispatcher.DispatchHandler = {
       // (undici takes a handler for its new API only when it has onRequestStart)
       onRequestStart(c) {
         controller = c;
       },
       onResponseStart(_c, status, headers) {
-        const ct = headers['content-type'];
-        res.writeHead(status, ct === undefined ? {} : { 'content-type': ct });
+        const out: Record<string, string | string[]> = {};
+        for (const name of ['content-type', 'content-length']) {
+          const v = headers[name];
+          if (v !== undefined) out[name] = v;
+        }
+        res.writeHead(status, out);
       },
       onResponseData(c, chunk) {
         if (res.destroyed) return;
@@ -50,9 +81,17 @@ createServer({ noDelay: true, keepAliveTimeout: 65_000 }, (req, res) => {
           (socket ?? res).once('drain', () => c.resume());
         }
       },
-      onResponseEnd: () => res.end(),
-      onResponseError: () => res.destroy(),
+      onResponseEnd: () => {
+        res.end();
+        done();
+      },
+      onResponseError: () => {
+        res.destroy();
+        done();
+      },
     };
     pool.dispatch({ method: req.method as Dispatcher.HttpMethod, path: req.url ?? '/', headers: { 'content-type': 'application/json' }, body }, handler);
+    });
   });
 }).listen(port, '127.0.0.1', () => process.send?.('ready'));
+process.on('SIGTERM', () => process.exit(0)); // (so that --cpu-prof writes its profile)

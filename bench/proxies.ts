@@ -113,6 +113,16 @@ ${backendPorts.map((p, i) => `  server s${i} 127.0.0.1:${p} maxconn 1`).join('\n
   return { name: 'haproxy', url: `http://127.0.0.1:${port}`, pids: () => [proc.pid!], stop: () => kill(proc).finally(() => rmSync(dir, { recursive: true, force: true })) };
 }
 
+/** The node:http + undici floor as a queue in front of one-slot backends (see http-floor.ts). */
+export async function startQueueingHttpFloor(backendUrls: readonly string[], children: ChildProcess[]): Promise<RunningProxy> {
+  const port = await freePort();
+  const prof = process.env['BENCH_CPU_PROF'];
+  const proc = fork(join(here, 'http-floor.js'), [String(port), backendUrls.join(',')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}/floor`] : [] });
+  children.push(proc);
+  await new Promise((resolve) => proc.once('message', resolve));
+  return { name: 'http-floor', url: `http://127.0.0.1:${port}`, pids: () => [proc.pid!], stop: () => kill(proc) };
+}
+
 export async function startProxy(name: ProxyName, backendPort: number, children: ChildProcess[]): Promise<RunningProxy> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;

@@ -36,7 +36,7 @@ import type { BurstResult, CancelResult, FairnessResult, LoopResult, StreamsResu
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { chart } from './chart.js';
-import { available, cpuSeconds, peakRssMiB, startProxy, startQueueingHaproxy, type ProxyName, type RunningProxy } from './proxies.js';
+import { available, cpuSeconds, peakRssMiB, startProxy, startQueueingHaproxy, startQueueingHttpFloor, type ProxyName, type RunningProxy } from './proxies.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -125,7 +125,8 @@ interface GatewayProc {
 }
 
 async function startGateway(flags: Record<string, string>, configFile?: string): Promise<GatewayProc> {
-  // BENCH_CPU_PROF=dir writes a V8 CPU profile of the gateway process there (open in Chrome devtools)
+  // BENCH_CPU_PROF=dir writes a V8 CPU profile of the gateway process there (open in Chrome devtools),
+  // and the queue scenario's node:http + undici floor's in dir/floor
   const prof = process.env['BENCH_CPU_PROF'];
   const execArgv = ['--expose-gc', ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []), ...(process.env['BENCH_GATEWAY_NODE_ARGS']?.split(' ').filter(Boolean) ?? [])];
   const proc = fork(join(here, 'gateway-process.js'), [JSON.stringify({ listen: '127.0.0.1:0', ...flags }), ...(configFile ? [configFile] : [])], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
@@ -469,6 +470,10 @@ async function queueScenario() {
     haproxy = await startQueueingHaproxy(urls.map((u) => Number(new URL(u).port)), children, Math.min(biggest + 500, HAPROXY_MAXCONN));
     targets.push({ name: 'haproxy', url: haproxy.url, pids: haproxy.pids });
   }
+  // the floor of a queue in Node: node:http, undici and a FIFO array, nothing else
+  const floor = await startQueueingHttpFloor(urls, children);
+  pin(children[children.length - 1]!, 'gateway');
+  targets.push({ name: 'http-floor', url: floor.url, pids: floor.pids });
   const body = chatBody(false);
   const out: Record<string, any> = { params: { backends: 4, serviceMs: P.queueServiceMs, sizes: P.queueSizes }, missing: haproxy ? [] : ['haproxy'] };
   for (const t of targets) await runLoad<BurstResult>({ kind: 'burst', url: t.url, path: '/api/chat', body, n: 200 });
@@ -487,13 +492,14 @@ async function queueScenario() {
   }
   await gw.stop();
   await haproxy?.stop();
+  await floor.stop();
   sims.forEach((x) => x.proc.kill());
   return out;
 }
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- report formatting of the JSON written above */
 function queueTable(q: any): string[] {
-  const names = ['gateway', ...(q.haproxy ? ['haproxy'] : [])];
+  const names = ['gateway', ...(q.haproxy ? ['haproxy'] : []), ...(q['http-floor'] ? ['http-floor'] : [])];
   const first = q.params.sizes[0];
   return [
     `## 9. The queue at scale: ${q.params.backends} one-slot backends answering in about ${q.params.serviceMs} ms, jobs sent at once`,
