@@ -41,6 +41,8 @@ import { Passthrough } from './api/passthrough.js';
 import { Forwarder } from './forward/forward.js';
 import { Tracing } from './tracing/tracing.js';
 import { isAdminPath, routeLabel } from './front/routes.js';
+import { SharedState } from './shared/connection.js';
+import { FleetSlots } from './shared/fleet-slots.js';
 
 export interface GatewayOptions {
   readonly config: GatewayConfig;
@@ -69,6 +71,8 @@ export interface HealthReport {
   readonly backends: BackendStatus[];
   readonly queue: { readonly depth: number; readonly size: number };
   readonly in_flight: number;
+  /** with shared state configured: whether Redis is reachable, and how many instances share the fleet */
+  readonly shared?: { readonly redis: 'up' | 'down'; readonly instance: string; readonly instances: number };
 }
 
 export class Gateway {
@@ -96,12 +100,16 @@ export class Gateway {
   tracing: Tracing | undefined;
   /** when the running config was loaded (start or the last reload), epoch ms */
   private configLoadedAt = Date.now();
+  /** the fleet's shared state, when several instances share it through Redis */
+  readonly shared: SharedState | undefined;
 
   private constructor(opts: GatewayOptions) {
     this.cfg = opts.config;
     this.keys = new KeyRing(opts.config.keys);
     this.log = opts.logger ?? createLogger({ level: opts.config.logLevel, format: opts.config.logFormat });
     this.registry = new Registry(this.cfg, this.log);
+    const s = this.cfg.shared;
+    this.shared = s.redisUrl ? new SharedState({ url: s.redisUrl, prefix: s.prefix, leaseMs: s.leaseMs }, this.log) : undefined;
     this.dispatcher = new Dispatcher<Backend>(
       () => this.registry.all,
       this.dispatchOptions(this.cfg),
@@ -109,6 +117,7 @@ export class Gateway {
       (b, warmKey) => {
         if (warmKey !== undefined) b.catalog.noteSent(warmKey);
       },
+      this.shared ? new FleetSlots(this.shared, () => this.registry.all) : undefined,
     );
     this.registry.on((e) => {
       if (e.type === 'down' || e.type === 'retiring' || e.type === 'removed' || e.type === 'drained') this.dispatcher.pruneStranded();
@@ -120,6 +129,7 @@ export class Gateway {
       queueDepth: () => this.dispatcher.queueDepth,
       queueSize: () => this.dispatcher.queueSize,
       keyQueueDepth: () => this.keyQueueDepth(),
+      ...(this.shared ? { sharedUp: () => this.shared!.up } : {}),
     });
     this.history = new StatusHistory(() => ({ queueDepth: this.dispatcher.queueDepth, inFlight: this.registry.all.reduce((n, b) => n + b.inFlight, 0) }));
     this.dispatcher.on((e) => {
@@ -184,6 +194,7 @@ export class Gateway {
   static async start(opts: GatewayOptions): Promise<Gateway> {
     const g = new Gateway(opts);
     g.tracing = await Tracing.start(g.cfg.tracing, VERSION);
+    await g.shared?.start();
     g.registry.apply(g.cfg);
     await new Promise<void>((resolve, reject) => {
       g.server.once('error', reject);
@@ -232,12 +243,14 @@ export class Gateway {
     }
     if (next.usage.path !== prev.usage.path) this.log.warn({ from: prev.usage.path, to: next.usage.path }, 'usage.path changes need a restart; keeping the old one');
     if (next.tracing.otlpEndpoint !== prev.tracing.otlpEndpoint || next.tracing.serviceName !== prev.tracing.serviceName) this.log.warn('tracing changes need a restart; keeping the old settings');
+    if (JSON.stringify(next.shared) !== JSON.stringify(prev.shared)) this.log.warn('shared state changes need a restart; keeping the old settings');
     // the listener, the worker pool and the ledger are built once: their settings wait for a restart
     this.cfg = Object.freeze({
       ...next,
       listen: prev.listen,
       usage: prev.usage,
       tracing: prev.tracing,
+      shared: prev.shared,
       limits: Object.freeze({ ...prev.limits, maxBodyBytes: next.limits.maxBodyBytes }),
       inspect: prev.inspect,
     });
@@ -362,6 +375,7 @@ export class Gateway {
       backends,
       queue: { depth: this.dispatcher.queueDepth, size: this.dispatcher.queueSize },
       in_flight: this.registry.all.reduce((n, b) => n + b.inFlight, 0),
+      ...(this.shared ? { shared: { redis: this.shared.up ? ('up' as const) : ('down' as const), instance: this.shared.instance, instances: this.shared.instances } } : {}),
     };
   }
 
@@ -400,6 +414,7 @@ export class Gateway {
     this.server.closeAllConnections();
     this.metricsServer?.close();
     await Promise.all([closed, this.registry.close(!drained), this.inspector.close(), this.tracing?.shutdown()]);
+    await this.shared?.stop();
     this.ledger.close();
     this.log.info('stopped');
   }
@@ -441,6 +456,7 @@ export class Gateway {
       backends: { total: report.backends.length, up: report.backends.filter((b) => b.healthy && !b.retiring && !b.drained).length },
       queue: report.queue,
       in_flight: report.in_flight,
+      ...(report.shared ? { shared: { redis: report.shared.redis, instances: report.shared.instances } } : {}),
     });
   }
 

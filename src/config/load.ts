@@ -38,6 +38,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: '--usage-path <file>', key: 'usagePath', env: 'GATEWAY_USAGE_PATH', path: ['usage', 'path'], kind: 'string', description: 'SQLite file for the usage ledger (default: none, usage kept in memory)' },
   { flag: '--cors-origins <origins>', key: 'corsOrigins', env: 'GATEWAY_CORS_ORIGINS', path: ['cors', 'origins'], kind: 'list', description: 'comma list of origins allowed besides Ollama\'s defaults, as OLLAMA_ORIGINS (default: none)' },
   { flag: '--tracing-endpoint <url>', key: 'tracingEndpoint', env: 'GATEWAY_TRACING_ENDPOINT', path: ['tracing', 'otlp_endpoint'], kind: 'string', description: "OTLP/HTTP traces endpoint, e.g. http://collector:4318/v1/traces (default: none, or OpenTelemetry's OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT)" },
+  { flag: '--redis-url <url>', key: 'redisUrl', env: 'GATEWAY_REDIS_URL', path: ['shared', 'redis_url'], kind: 'string', description: 'Redis (or Valkey) shared by several gateway instances: slots and queue order fleet-wide (default: none, this instance alone)' },
   { flag: '--inspect-workers <n>', key: 'inspectWorkers', env: 'GATEWAY_INSPECT_WORKERS', path: ['inspect', 'workers'], kind: 'int', description: 'worker threads that parse large bodies, 0 = parse inline (default 1)' },
 ];
 

@@ -127,6 +127,16 @@ export const fileSchema = z.strictObject({
       service_name: z.string().min(1).default('ollama-gateway'),
     })
     .prefault({}),
+  shared: z
+    .strictObject({
+      // Redis or Valkey that several gateway instances share ('' = this instance alone)
+      redis_url: z.union([z.literal(''), z.url({ protocol: /^rediss?$/, error: 'expected a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379' })]).default(''),
+      // every key and channel starts with it: fleets that share one Redis need one each
+      key_prefix: z.string().min(1).default('ogw:'),
+      // a slot lease lives this long unless its holder renews it (a dead instance's slots free after it)
+      lease_seconds: z.number().min(0.5).max(600).default(5),
+    })
+    .prefault({}),
   aliases: z.record(z.string().min(1), z.string().min(1, 'an alias needs a target model')).default({}),
   management: z
     .strictObject({
@@ -260,6 +270,8 @@ export interface GatewayConfig {
   readonly cors: { readonly origins: readonly string[] };
   /** OpenTelemetry traces over OTLP/HTTP; off when otlpEndpoint is '' */
   readonly tracing: { readonly otlpEndpoint: string; readonly serviceName: string };
+  /** several instances sharing slots and queue order through Redis; off when redisUrl is '' */
+  readonly shared: { readonly redisUrl: string; readonly prefix: string; readonly leaseMs: number };
   /** client-facing name -> the model the fleet serves */
   readonly aliases: Readonly<Record<string, string>>;
   readonly management: { readonly enabled: boolean };
@@ -335,6 +347,7 @@ export function freezeConfig(f: FileConfig): GatewayConfig {
     budgets: { outputEstimateTokens: f.budgets.output_estimate_tokens },
     cors: { origins: [...f.cors.origins] },
     tracing: { otlpEndpoint: f.tracing.otlp_endpoint, serviceName: f.tracing.service_name },
+    shared: { redisUrl: f.shared.redis_url, prefix: f.shared.key_prefix, leaseMs: ms(f.shared.lease_seconds) },
     aliases: { ...f.aliases },
     management: { enabled: f.management.enabled },
     usage: { path: f.usage.path, flushMs: ms(f.usage.flush_seconds) },

@@ -5,9 +5,13 @@
 // robin. A waiter leaves the queue when its max wait runs out (timer), when its client goes, or
 // when no backend it could use is left in rotation. Handing out a slot costs O(log n) in the
 // waiters (the queue's groups and heaps, wait-queue.ts), not a walk of the whole queue.
+// With a fleet gate (several gateway instances sharing their backends through Redis), a slot
+// this dispatcher picks is claimed fleet-wide before the job starts (fleet-gate.ts): a refused
+// claim puts the job back in its place and the backend aside until a slot frees somewhere.
 import type { Wire } from '../api-flavor.js';
 import { GatewayError } from '../errors.js';
 import type { Cancellation } from '../cancel.js';
+import type { Claim, FleetGate } from './fleet-gate.js';
 import { ahead, WaitQueue, type QueueEntry, type Queued } from './wait-queue.js';
 
 /** What the dispatcher needs to know of a backend. */
@@ -78,10 +82,23 @@ export type DispatchEvent = 'queued' | 'dequeued' | 'queue_full' | 'key_queue_fu
 
 interface Waiter<T extends DispatchTarget> extends Needs<T>, Queued {
   readonly flow: string;
+  readonly weight: number;
+  /** its virtual finish tag (with a fleet gate: the fleet's, once it has a ticket) */
+  tag: number;
   readonly resolve: (lease: Lease<T>) => void;
   readonly reject: (err: unknown) => void;
   timer: NodeJS.Timeout | undefined;
   cleanup: (() => void) | undefined;
+  /** where it sits in the queue: undefined while its slot is being claimed, and once it left */
+  node: QueueEntry<Waiter<T>> | undefined;
+  /** a fleet-wide claim for it is under way */
+  claiming: boolean;
+  /** it ran out of time or lost its client while claiming: what to answer when the claim returns */
+  gone: unknown;
+  /** answered (served or evicted) */
+  done: boolean;
+  /** its place in the fleet's order (with a fleet gate) */
+  ticket: string | undefined;
 }
 
 export class Dispatcher<T extends DispatchTarget> {
@@ -109,17 +126,30 @@ export class Dispatcher<T extends DispatchTarget> {
   };
 
   private readonly onLease: (backend: T, warmKey: string | undefined) => void;
+  /** several instances sharing the fleet: slots claimed fleet-wide (undefined: this process alone) */
+  private readonly gate: FleetGate<T> | undefined;
+  /** backends whose claim was refused, set aside until a slot frees (or the retry time passes) */
+  private readonly blocked = new Map<T, NodeJS.Timeout>();
+  /** waiters by their fleet ticket */
+  private readonly tickets = new Map<string, Waiter<T>>();
 
   constructor(
     targets: () => readonly T[],
     opts: DispatcherOptions,
     onRelease: (backend: T) => void = () => {},
     onLease: (backend: T, warmKey: string | undefined) => void = () => {},
+    gate?: FleetGate<T>,
   ) {
     this.targets = targets;
     this.opts = opts;
     this.onRelease = onRelease;
     this.onLease = onLease;
+    this.gate = gate;
+    gate?.onFreed((b) => {
+      if (b === undefined) this.rejoin();
+      else this.unblock(b);
+      this.drain();
+    });
   }
 
   /** Hear every dispatch event as it happens (metrics, benchmarks). */
@@ -164,7 +194,35 @@ export class Dispatcher<T extends DispatchTarget> {
     // a job may only jump ahead of waiters when nobody is waiting (FIFO), or when every waiter
     // is barred from the free backend (they would not take it anyway)
     const free = this.queue.size === 0 ? this.pick(needs, true) : undefined;
-    if (free) return Promise.resolve(this.lease(free, 0, warmKey));
+    if (free) return this.gate ? this.claimFirst(free, needs, options) : Promise.resolve(this.lease(free, 0, warmKey, undefined));
+    return this.wait(needs, options);
+  }
+
+  /** With a fleet gate, a job that found a free slot here claims it fleet-wide before it starts; refused, it waits. */
+  private async claimFirst(b: T, needs: Needs<T>, options: AcquireOptions<T>): Promise<Lease<T>> {
+    const gate = this.gate!;
+    b.inFlight++;
+    let claim: Claim;
+    try {
+      claim = await gate.claim(b);
+    } finally {
+      b.inFlight--;
+    }
+    if (claim.granted) {
+      if (options.cancel?.aborted) {
+        gate.release(b, claim.leaseId);
+        throw clientClosed();
+      }
+      return this.lease(b, 0, needs.warmKey, claim.leaseId);
+    }
+    this.block(b, claim.retryMs);
+    if (this.closedWith) throw this.closedWith;
+    return this.wait(needs, options);
+  }
+
+  /** Put a job in the queue (429 or 503 when it is full), to be handed a slot by drain(). */
+  private wait(needs: Needs<T>, options: AcquireOptions<T>): Promise<Lease<T>> {
+    const { cancel, exclude, model } = options;
     if (this.queue.size >= this.opts.queueSize) {
       this.count('queue_full');
       return Promise.reject(new GatewayError('queue_full', `server busy: all slots in use and the wait queue is full (${this.opts.queueSize})`));
@@ -175,14 +233,17 @@ export class Dispatcher<T extends DispatchTarget> {
       this.count('key_queue_full');
       return Promise.reject(new GatewayError('key_queue_full', `'${flow}' already has ${waiting} job(s) waiting, its limit`));
     }
-    // a flow that waited nothing lately starts level with the job being served now
-    const tag = Math.max(this.virtualTime, this.flowTags.get(flow) ?? 0) + 1 / Math.max(options.weight ?? 1, 1e-6);
-    this.flowTags.set(flow, tag);
+    const weight = Math.max(options.weight ?? 1, 1e-6);
+    // a flow that waited nothing lately starts level with the job being served now; with a fleet
+    // gate the fleet gives the tag (until it answers, the newest waiter is last)
+    const tag = this.gate ? Infinity : Math.max(this.virtualTime, this.flowTags.get(flow) ?? 0) + 1 / weight;
+    if (!this.gate) this.flowTags.set(flow, tag);
     this.flowWaiting.set(flow, waiting + 1);
     return new Promise<Lease<T>>((resolve, reject) => {
       const waiter: Waiter<T> = {
         ...needs,
         flow,
+        weight,
         priority: options.priority ?? 0,
         tag,
         seq: this.seq++,
@@ -193,25 +254,147 @@ export class Dispatcher<T extends DispatchTarget> {
         reject,
         timer: undefined,
         cleanup: undefined,
+        node: undefined,
+        claiming: false,
+        gone: undefined,
+        done: false,
+        ticket: undefined,
       };
-      const node = this.queue.push(waiter);
+      waiter.node = this.queue.push(waiter);
       this.count('queued');
       if (this.opts.maxWaitMs > 0) {
         waiter.timer = setTimeout(() => {
           this.count('queue_timeout');
-          this.evict(node, new GatewayError('queue_timeout', `no slot became free within the maximum queue wait (${this.opts.maxWaitMs / 1000} s)`));
+          this.evict(waiter, new GatewayError('queue_timeout', `no slot became free within the maximum queue wait (${this.opts.maxWaitMs / 1000} s)`));
         }, this.opts.maxWaitMs);
       }
       if (cancel) {
         waiter.cleanup = cancel.onCancel(() => {
           this.count('cancelled_queued');
-          this.evict(node, clientClosed());
+          this.evict(waiter, clientClosed());
         });
       }
+      // a waiter kept apart (a retry) is not in the fleet's order: it takes what this instance frees
+      if (this.gate && !waiter.particular) this.register(waiter);
       // with nobody ahead of it and a free slot it could take, a waiter never waits
       this.drain();
     });
   }
+
+  /** Give a waiter its place in the fleet's order. */
+  private register(w: Waiter<T>): void {
+    void this.gate!.enqueue({ flow: w.flow, weight: w.weight, priority: w.priority, api: w.api, model: w.model }).then((r) => {
+      if (!r) return;
+      if (w.done) return this.gate!.leave(r.ticket);
+      w.ticket = r.ticket;
+      this.tickets.set(r.ticket, w);
+      if (w.node) {
+        this.queue.remove(w.node);
+        w.tag = r.tag;
+        w.node = this.queue.push(w);
+      } else w.tag = r.tag;
+    });
+  }
+
+  /** The fleet's state came back (perhaps empty): every waiter takes a place in its order again. */
+  private rejoin(): void {
+    for (const e of this.queue.all().sort((a, b) => a.value.seq - b.value.seq)) {
+      const w = e.value;
+      if (w.particular) continue;
+      if (w.ticket !== undefined) {
+        this.gate!.leave(w.ticket);
+        this.tickets.delete(w.ticket);
+        w.ticket = undefined;
+      }
+      this.register(w);
+    }
+    for (const t of this.blocked.values()) clearTimeout(t);
+    this.blocked.clear();
+  }
+
+  /** A claim was refused: the backend takes nothing from here until a slot frees, or `ms` pass. */
+  private block(b: T, ms: number): void {
+    const had = this.blocked.get(b);
+    if (had) clearTimeout(had);
+    const t = setTimeout(() => {
+      this.blocked.delete(b);
+      this.drain();
+    }, Math.max(1, ms));
+    t.unref();
+    this.blocked.set(b, t);
+  }
+
+  private unblock(b: T): void {
+    const t = this.blocked.get(b);
+    if (t === undefined) return;
+    clearTimeout(t);
+    this.blocked.delete(b);
+  }
+
+  /** Claim `b`'s slot fleet-wide for the waiter drain() chose; it leaves the queue meanwhile. */
+  private claimFor(w: Waiter<T>, b: T): void {
+    this.queue.remove(w.node!);
+    w.node = undefined;
+    w.claiming = true;
+    b.inFlight++;
+    void this.gate!.claim(b).then(
+      (c) => {
+        b.inFlight--;
+        this.claimed(w, b, c);
+      },
+      () => {
+        b.inFlight--;
+        this.claimed(w, b, { granted: false, reason: 'full', retryMs: 100 });
+      },
+    );
+  }
+
+  private claimed(w: Waiter<T>, b: T, c: Claim): void {
+    w.claiming = false;
+    if (c.granted) {
+      if (c.ticket !== '') this.consumed(c.ticket, w);
+      if (w.gone !== undefined || this.closedWith) {
+        this.gate!.release(b, c.leaseId);
+        this.finish(w);
+        w.reject(w.gone ?? this.closedWith);
+        return;
+      }
+      this.finish(w);
+      this.count('dequeued');
+      w.resolve(this.lease(b, performance.now() - w.enqueuedAt, w.warmKey, c.leaseId));
+      return;
+    }
+    this.block(b, c.retryMs);
+    if (w.gone !== undefined || this.closedWith) {
+      this.finish(w);
+      w.reject(w.gone ?? this.closedWith);
+    } else {
+      // back in its place: the same class, tag and arrival
+      w.node = this.queue.push(w);
+    }
+    this.drain();
+  }
+
+  /**
+   * A grant consumed the fleet's head ticket, which is this instance's. Mostly it is the
+   * waiter's own; when it is another waiter's here, that one takes over the served waiter's
+   * ticket, so each waiter still holds one place in the fleet's order.
+   */
+  private consumed(ticket: string, served: Waiter<T>): void {
+    const owner = this.tickets.get(ticket);
+    this.tickets.delete(ticket);
+    if (owner === undefined || owner === served) {
+      if (served.ticket === ticket) served.ticket = undefined;
+      return;
+    }
+    owner.ticket = undefined;
+    if (served.ticket !== undefined) {
+      owner.ticket = served.ticket;
+      this.tickets.set(served.ticket, owner);
+      served.ticket = undefined;
+    } else if (!owner.done) this.register(owner);
+  }
+
 
   /**
    * A backend for a request that takes no slot (pass-through routes, `/api/show`): the next one
@@ -253,12 +436,18 @@ export class Dispatcher<T extends DispatchTarget> {
       }
       if (!head) return;
       const b = this.pick(head.value, true)!;
-      this.virtualTime = Math.max(this.virtualTime, head.value.tag);
+      if (!this.gate) this.virtualTime = Math.max(this.virtualTime, head.value.tag);
       const chosen = this.opts.warmFirst ? this.warmerWaiter(head, b) : head;
       const w = chosen.value;
-      this.unlink(chosen);
+      if (this.gate) {
+        this.claimFor(w, b);
+        continue;
+      }
+      this.queue.remove(chosen);
+      w.node = undefined;
+      this.finish(w);
       this.count('dequeued');
-      w.resolve(this.lease(b, performance.now() - w.enqueuedAt, w.warmKey));
+      w.resolve(this.lease(b, performance.now() - w.enqueuedAt, w.warmKey, undefined));
     }
   }
 
@@ -281,24 +470,34 @@ export class Dispatcher<T extends DispatchTarget> {
     stranded.sort((a, b) => a.value.seq - b.value.seq);
     for (const e of stranded) {
       this.count('no_healthy_backend');
-      this.evict(e, new GatewayError('no_healthy_backend', 'no healthy backend'));
+      this.evict(e.value, new GatewayError('no_healthy_backend', 'no healthy backend'));
     }
   }
 
   /** Shutdown: every waiter, and every job that comes later, is answered with `err`. */
   close(err: GatewayError): void {
     this.closedWith = err;
-    for (const e of this.queue.all().sort((a, b) => a.value.seq - b.value.seq)) this.evict(e, err);
+    for (const e of this.queue.all().sort((a, b) => a.value.seq - b.value.seq)) this.evict(e.value, err);
   }
 
-  private evict(node: QueueEntry<Waiter<T>>, err: unknown): void {
-    if (!this.unlink(node)) return;
-    node.value.reject(err);
+  /** A waiter leaves unserved (its max wait, its client gone, nowhere to go, shutdown). */
+  private evict(w: Waiter<T>, err: unknown): void {
+    if (w.done) return;
+    if (w.claiming) {
+      // its claim is out: it is answered when the claim returns (a granted slot goes back)
+      w.gone ??= err;
+      return;
+    }
+    if (!w.node) return;
+    this.queue.remove(w.node);
+    w.node = undefined;
+    this.finish(w);
+    w.reject(err);
   }
 
-  private unlink(node: QueueEntry<Waiter<T>>): boolean {
-    if (!this.queue.remove(node)) return false;
-    const w = node.value;
+  /** A waiter is out of the queue for good: its flow's count, timers and fleet ticket go. */
+  private finish(w: Waiter<T>): void {
+    w.done = true;
     const left = (this.flowWaiting.get(w.flow) ?? 1) - 1;
     if (left > 0) this.flowWaiting.set(w.flow, left);
     else {
@@ -308,10 +507,14 @@ export class Dispatcher<T extends DispatchTarget> {
     }
     if (w.timer) clearTimeout(w.timer);
     w.cleanup?.();
-    return true;
+    if (w.ticket !== undefined) {
+      this.tickets.delete(w.ticket);
+      this.gate!.leave(w.ticket);
+      w.ticket = undefined;
+    }
   }
 
-  private lease(b: T, queuedMs: number, warmKey: string | undefined): Lease<T> {
+  private lease(b: T, queuedMs: number, warmKey: string | undefined, fleetLease: string | undefined): Lease<T> {
     b.inFlight++;
     this.onLease(b, warmKey);
     let released = false;
@@ -322,14 +525,20 @@ export class Dispatcher<T extends DispatchTarget> {
         if (released) return;
         released = true;
         b.inFlight--;
+        if (fleetLease !== undefined) this.gate!.release(b, fleetLease);
         this.onRelease(b);
         this.drain();
       },
     };
   }
 
+  /** A free slot here (this instance's share of it, with a fleet gate), not backed off, not set aside after a refused claim. */
+  private hasRoom(b: T): boolean {
+    return b.inFlight < (this.gate ? this.gate.cap(b) : b.slots) && b.paused !== true && (this.blocked.size === 0 || !this.blocked.has(b));
+  }
+
   private anyFree(): boolean {
-    for (const b of this.targets()) if (b.inRotation && hasRoom(b)) return true;
+    for (const b of this.targets()) if (b.inRotation && this.hasRoom(b)) return true;
     return false;
   }
 
@@ -345,7 +554,7 @@ export class Dispatcher<T extends DispatchTarget> {
 
   /** Is there a free backend this job may use? (Moves no round-robin cursor.) */
   private pickFreeQuiet(needs: Needs<T>): T | undefined {
-    for (const b of this.targets()) if (hasRoom(b) && this.fits(b, needs)) return b;
+    for (const b of this.targets()) if (this.hasRoom(b) && this.fits(b, needs)) return b;
     return undefined;
   }
 
@@ -360,7 +569,7 @@ export class Dispatcher<T extends DispatchTarget> {
     for (let i = 0; i < n; i++) {
       const idx = (this.cursor + i) % n;
       const b = list[idx]!;
-      if ((slotted && !hasRoom(b)) || !this.fits(b, needs)) continue;
+      if ((slotted && !this.hasRoom(b)) || !this.fits(b, needs)) continue;
       if (!this.opts.warmFirst || needs.warmKey === undefined || b.isWarm(needs.warmKey)) {
         this.cursor = (idx + 1) % n;
         return b;
@@ -371,11 +580,6 @@ export class Dispatcher<T extends DispatchTarget> {
     this.cursor = (first + 1) % n;
     return list[first];
   }
-}
-
-/** A free slot, and not backed off. */
-function hasRoom(b: DispatchTarget): boolean {
-  return b.inFlight < b.slots && b.paused !== true;
 }
 
 function clientClosed(): GatewayError {

@@ -20,6 +20,8 @@ export interface MetricsViews {
   readonly queueSize: () => number;
   /** jobs waiting per key name (empty in open mode) */
   readonly keyQueueDepth: () => ReadonlyMap<string, number>;
+  /** with shared state configured: is it reachable (undefined: not configured, no gauge) */
+  readonly sharedUp?: () => boolean;
 }
 
 /** What a finished request tells the metrics. */
@@ -118,6 +120,17 @@ export class GatewayMetrics {
         this.set(views.queueDepth());
       },
     });
+    const sharedUp = views.sharedUp;
+    if (sharedUp) {
+      new Gauge({
+        name: 'ollama_gateway_shared_state_up',
+        help: '1 while the shared state (Redis) is reachable, 0 while this instance runs on its share of each backend\'s slots.',
+        registers,
+        collect() {
+          this.set(sharedUp() ? 1 : 0);
+        },
+      });
+    }
     new Gauge({
       name: 'ollama_gateway_queue_size',
       help: 'How many jobs may wait.',

@@ -1,0 +1,36 @@
+// What the dispatcher asks of a fleet of gateway instances that share their backends' slots and
+// one queue order (shared state in Redis, src/shared/). Without one, the dispatcher counts slots
+// in this process alone. With one, a job this instance would start must first claim its slot
+// fleet-wide: the claim is granted when the backend has a slot free across all instances and no
+// job waiting at another instance is ahead of it.
+import type { Wire } from '../api-flavor.js';
+
+/** A waiting job as the fleet orders it. */
+export interface FleetWaiter {
+  readonly flow: string;
+  readonly weight: number;
+  readonly priority: number;
+  readonly api: Wire;
+  readonly model: string | undefined;
+}
+
+export type Claim =
+  /** the slot is this job's; `ticket`: the fleet's head ticket it consumed (this instance's), '' none */
+  | { readonly granted: true; readonly leaseId: string; readonly ticket: string }
+  /** `full`: no slot free fleet-wide; `turn`: a job waiting at another instance comes first */
+  | { readonly granted: false; readonly reason: 'full' | 'turn'; readonly retryMs: number };
+
+export interface FleetGate<T> {
+  /** the most jobs this instance may run at `b`: all its slots while the fleet is reachable, its share when not */
+  cap(b: T): number;
+  /** Claim one of `b`'s slots fleet-wide for a job of this instance (never rejects: an unreachable fleet grants within this instance's share). */
+  claim(b: T): Promise<Claim>;
+  /** Give a claimed slot back (and tell the other instances it is free). */
+  release(b: T, leaseId: string): void;
+  /** Put a waiting job in the fleet's order: its ticket and its virtual finish tag there (undefined: the fleet is unreachable). */
+  enqueue(w: FleetWaiter): Promise<{ readonly ticket: string; readonly tag: number } | undefined>;
+  /** A waiting job left (served locally without its ticket, evicted, or its client went). */
+  leave(ticket: string): void;
+  /** Hear when a slot frees at one of the fleet's backends (`undefined`: the fleet came back: look at everything again). */
+  onFreed(listener: (b: T | undefined) => void): void;
+}

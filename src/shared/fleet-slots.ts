@@ -1,0 +1,311 @@
+// Slots and queue order shared by a fleet of gateway instances, in Redis (the dispatcher's fleet
+// gate, src/dispatch/fleet-gate.ts).
+//
+// - A backend's slots are a hash of leases (lease id -> expiry, Redis's clock). A claim, in one
+//   Lua script, drops expired leases and takes one if fewer than `slots` are held. The holder
+//   renews its leases at every heartbeat; an instance that dies (SIGKILL, power loss) frees its
+//   slots when they expire, never earlier. A release deletes the lease and publishes the
+//   backend on the `freed` channel, so every instance hears of it at once.
+// - Waiting jobs are tickets in one sorted set per priority class, scored by their virtual finish
+//   tag (weighted fair queueing between flows, the fleet's virtual time and flow tags kept in
+//   Redis too), ties in arrival order. A claim for a backend is granted only to the instance
+//   whose ticket is the first that backend can serve; another instance is told to wait its
+//   turn, and a turn not taken within a grace time passes on (an instance that holds a ticket
+//   but cannot use the slot must not stall the fleet). Tickets of dead instances are dropped.
+// - While Redis is unreachable each instance runs at most its share of each backend's slots
+//   (slots / instances alive when last seen, at least 1); for the first lease time of an outage
+//   also no more than the slots the other instances left free when last seen (their jobs then
+//   may still run). When Redis answers again (it may have restarted empty) each instance
+//   re-asserts its leases and tickets, and keeps to its share for one lease time more, while
+//   the others re-assert theirs.
+import type { Backend } from '../backends/backend.js';
+import type { Claim, FleetGate, FleetWaiter } from '../dispatch/fleet-gate.js';
+import { modelKey } from '../models/name.js';
+import type { SharedState } from './connection.js';
+
+/** KEYS: slots hash, queue:0, queue:1, virtual time, turn. ARGV: slots, lease ms, instance, lease id, instance key prefix, apis, model mode, grace ms, models... */
+const CLAIM = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local held = redis.call('HGETALL', KEYS[1])
+local n, soonest = 0, nil
+for i = 1, #held, 2 do
+  local e = tonumber(held[i + 1])
+  if e <= now then redis.call('HDEL', KEYS[1], held[i])
+  else
+    n = n + 1
+    if soonest == nil or e < soonest then soonest = e end
+  end
+end
+if n >= tonumber(ARGV[1]) then return {0, tostring(soonest - now)} end
+local apis = {}
+for a in string.gmatch(ARGV[6], '[^,]+') do apis[a] = true end
+local mode = ARGV[7]
+local models = {}
+for i = 9, #ARGV do models[ARGV[i]] = true end
+local turn = redis.call('GET', KEYS[5])
+local head, headQ, headScore = nil, nil, nil
+for q = 2, 3 do
+  local list = redis.call('ZRANGE', KEYS[q], 0, 255, 'WITHSCORES')
+  for i = 1, #list, 2 do
+    local m = list[i]
+    local _, _, inst, api, okey, raw = string.find(m, '^[^|]*|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+    if inst == nil or redis.call('EXISTS', ARGV[5] .. inst) == 0 then
+      redis.call('ZREM', KEYS[q], m)
+    elseif apis[api] and (mode == '*' or raw == '' or (mode == 'ollama' and models[okey]) or (mode == 'openai' and models[raw])) then
+      local passed = false
+      if turn and inst ~= ARGV[3] then
+        local _, _, tm, deadline = string.find(turn, '^(.*)#(%d+)$')
+        if tm == m and tonumber(deadline) < now then passed = true end
+      end
+      if not passed then
+        head, headQ, headScore = m, q, list[i + 1]
+        break
+      end
+    end
+  end
+  if head then break end
+end
+if head then
+  local _, _, owner = string.find(head, '^[^|]*|([^|]*)|')
+  if owner ~= ARGV[3] then
+    local grace = tonumber(ARGV[8])
+    if not turn or string.sub(turn, 1, #head + 1) ~= head .. '#' then
+      redis.call('SET', KEYS[5], head .. '#' .. (now + grace), 'PX', grace * 4)
+    end
+    return {2, tostring(grace)}
+  end
+  redis.call('ZREM', KEYS[headQ], head)
+  local vt = tonumber(redis.call('GET', KEYS[4]) or '0')
+  if tonumber(headScore) > vt then redis.call('SET', KEYS[4], headScore) end
+end
+redis.call('HSET', KEYS[1], ARGV[4], now + tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+if head then return {1, tostring(headQ - 2) .. '#' .. head .. '@' .. n} end
+return {1, '@' .. n}
+`;
+
+/** KEYS: queue of the class, flow tags, virtual time, sequence. ARGV: flow, weight, instance, api, model key, model. */
+const ENQUEUE = `
+local vt = tonumber(redis.call('GET', KEYS[3]) or '0')
+local ft = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+local tag = string.format('%.17g', math.max(vt, ft) + 1 / tonumber(ARGV[2]))
+redis.call('HSET', KEYS[2], ARGV[1], tag)
+local seq = redis.call('INCR', KEYS[4])
+local m = string.format('%015d', seq) .. '|' .. ARGV[3] .. '|' .. ARGV[4] .. '|' .. ARGV[5] .. '|' .. ARGV[6]
+redis.call('ZADD', KEYS[1], tag, m)
+return {m, tag}
+`;
+
+/** KEYS: slots hash. ARGV: lease ms, lease ids...: (re)writes this instance's leases with a fresh expiry; returns the leases held. */
+const RENEW = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 2, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], now + tonumber(ARGV[1])) end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 2)
+return redis.call('HLEN', KEYS[1])
+`;
+
+type Reply = [number | string, string];
+
+interface SlotCommands {
+  ogwClaim(...args: (string | number)[]): Promise<Reply>;
+  ogwEnqueue(...args: (string | number)[]): Promise<Reply>;
+  ogwRenew(...args: (string | number)[]): Promise<number>;
+}
+
+/** How long a turn given to another instance stands before it passes on. */
+const TURN_GRACE_MS = 250;
+
+/** `|` separates a ticket's fields: a model name that holds one (or `%`) is escaped. */
+function field(s: string): string {
+  return s.replace(/%/g, '%25').replace(/\|/g, '%7C');
+}
+
+/** One spelling of a backend across instances: its URL without credentials or trailing slash. */
+export function fleetId(url: string): string {
+  const u = new URL(url);
+  return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, '')}`;
+}
+
+export class FleetSlots implements FleetGate<Backend> {
+  private readonly held = new Map<Backend, Set<string>>();
+  /** leases the other instances held at each backend, when last seen */
+  private readonly others = new Map<Backend, number>();
+  private readonly ids = new WeakMap<Backend, string>();
+  private readonly modelArgs = new WeakMap<object, string[]>();
+  private leases = 0;
+  private readonly freedListeners: ((b: Backend | undefined) => void)[] = [];
+  private readonly commands: SlotCommands;
+
+  constructor(
+    private readonly shared: SharedState,
+    private readonly backends: () => readonly Backend[],
+  ) {
+    const c = shared.client;
+    c.defineCommand('ogwClaim', { numberOfKeys: 5, lua: CLAIM });
+    c.defineCommand('ogwEnqueue', { numberOfKeys: 4, lua: ENQUEUE });
+    c.defineCommand('ogwRenew', { numberOfKeys: 1, lua: RENEW });
+    this.commands = c as unknown as SlotCommands;
+    shared.subscribe('freed', (id) => {
+      const b = this.backends().find((x) => this.idOf(x) === id);
+      if (b) for (const l of this.freedListeners) l(b);
+    });
+    shared.onTick(() => this.renewAll());
+    shared.onUp(() => {
+      // Redis may have restarted empty: what this instance runs is written again, then every
+      // waiter takes its place in the order again
+      this.renewAll();
+      for (const l of this.freedListeners) l(undefined);
+    });
+  }
+
+  cap(b: Backend): number {
+    const s = this.shared;
+    const settling = performance.now() - s.changedAt < s.opts.leaseMs;
+    if (s.up && !s.settling) return b.slots;
+    const share = Math.max(1, Math.floor(b.slots / s.instances));
+    if (s.up || !settling) return share;
+    return Math.min(share, Math.max(0, b.slots - (this.others.get(b) ?? 0)));
+  }
+
+  async claim(b: Backend): Promise<Claim> {
+    const leaseId = `${this.shared.instance}:${(this.leases++).toString(36)}`;
+    if (!this.shared.up) return this.local(b, leaseId);
+    const id = this.idOf(b);
+    const k = (n: string) => this.shared.key(n);
+    try {
+      const [code, detail] = await this.commands.ogwClaim(
+        k(`slots:${id}`),
+        k('queue:0'),
+        k('queue:1'),
+        k('vt'),
+        k(`turn:${id}`),
+        b.slots,
+        this.shared.opts.leaseMs,
+        this.shared.instance,
+        leaseId,
+        k('instance:'),
+        b.type === 'ollama' ? 'ollama,openai' : 'openai',
+        b.catalog.known ? b.type : '*',
+        TURN_GRACE_MS,
+        ...this.served(b),
+      );
+      if (Number(code) === 1) {
+        this.others.set(b, Math.max(0, Number(detail.slice(detail.lastIndexOf('@') + 1)) - (this.held.get(b)?.size ?? 0)));
+        this.hold(b, leaseId);
+        return { granted: true, leaseId, ticket: detail.slice(0, detail.lastIndexOf('@')) };
+      }
+      if (Number(code) === 0) this.others.set(b, Math.max(0, b.slots - (this.held.get(b)?.size ?? 0)));
+      // full: try again when the first lease runs out (a release is heard at once anyway), at most a second from now
+      return Number(code) === 0 ? { granted: false, reason: 'full', retryMs: Math.min(Number(detail) + 5, 1_000) } : { granted: false, reason: 'turn', retryMs: Number(detail) + 10 };
+    } catch {
+      // Redis went away under the claim: this instance's share decides
+      return b.inFlight <= this.cap(b) ? this.local(b, leaseId) : { granted: false, reason: 'full', retryMs: 200 };
+    }
+  }
+
+  release(b: Backend, leaseId: string): void {
+    const mine = this.held.get(b);
+    mine?.delete(leaseId);
+    if (mine?.size === 0) this.held.delete(b);
+    if (!this.shared.up) return;
+    const id = this.idOf(b);
+    // (a release that does not arrive is no harm: the lease runs out)
+    void this.shared.client
+      .pipeline()
+      .hdel(this.shared.key(`slots:${id}`), leaseId)
+      .publish(this.shared.key('freed'), id)
+      .exec()
+      .catch(() => {});
+  }
+
+  async enqueue(w: FleetWaiter): Promise<{ ticket: string; tag: number } | undefined> {
+    if (!this.shared.up) return undefined;
+    const k = (n: string) => this.shared.key(n);
+    const klass = w.priority > 0 ? 1 : 0;
+    try {
+      const [member, tag] = await this.commands.ogwEnqueue(
+        k(`queue:${klass}`),
+        k('flowtags'),
+        k('vt'),
+        k('seq'),
+        w.flow,
+        w.weight,
+        this.shared.instance,
+        w.api,
+        w.model === undefined ? '' : field(modelKey(w.model)),
+        w.model === undefined ? '' : field(w.model),
+      );
+      return { ticket: `${klass}#${String(member)}`, tag: Number(tag) };
+    } catch {
+      return undefined;
+    }
+  }
+
+  leave(ticket: string): void {
+    if (!this.shared.up) return;
+    const at = ticket.indexOf('#');
+    void this.shared.client.zrem(this.shared.key(`queue:${ticket.slice(0, at)}`), ticket.slice(at + 1)).catch(() => {});
+  }
+
+  onFreed(listener: (b: Backend | undefined) => void): void {
+    this.freedListeners.push(listener);
+  }
+
+  /** Jobs this instance runs now, fleet-wide: what it holds leases for. */
+  get heldCount(): number {
+    let n = 0;
+    for (const s of this.held.values()) n += s.size;
+    return n;
+  }
+
+  private local(b: Backend, leaseId: string): Claim {
+    this.hold(b, leaseId);
+    return { granted: true, leaseId, ticket: '' };
+  }
+
+  private hold(b: Backend, leaseId: string): void {
+    let mine = this.held.get(b);
+    if (!mine) {
+      mine = new Set();
+      this.held.set(b, mine);
+    }
+    mine.add(leaseId);
+  }
+
+  /** Renew this instance's leases, and see what the others hold at each backend. */
+  private renewAll(): void {
+    if (!this.shared.up) return;
+    for (const b of this.backends()) {
+      const ids = this.held.get(b);
+      const key = this.shared.key(`slots:${this.idOf(b)}`);
+      const renewed = ids && ids.size > 0 ? this.commands.ogwRenew(key, this.shared.opts.leaseMs, ...ids) : this.shared.client.hlen(key);
+      void renewed.then(
+        (n) => this.others.set(b, Math.max(0, n - (this.held.get(b)?.size ?? 0))),
+        () => {},
+      );
+    }
+  }
+
+  private idOf(b: Backend): string {
+    let id = this.ids.get(b);
+    if (id === undefined) {
+      id = fleetId(b.url);
+      this.ids.set(b, id);
+    }
+    return id;
+  }
+
+  /** The models a backend serves, as tickets spell them (computed again only when its catalog changes). */
+  private served(b: Backend): string[] {
+    if (!b.catalog.known) return [];
+    const models = b.catalog.models;
+    let args = this.modelArgs.get(models);
+    if (!args) {
+      args = [...models.keys()].map(field);
+      this.modelArgs.set(models, args);
+    }
+    return args;
+  }
+}
