@@ -43,6 +43,8 @@ import { Tracing } from './tracing/tracing.js';
 import { isAdminPath, routeLabel } from './front/routes.js';
 import { SharedState } from './shared/connection.js';
 import { FleetSlots } from './shared/fleet-slots.js';
+import { SharedBudgets, SharedKeyLimiter } from './shared/shared-limits.js';
+import type { Budgets } from './auth/budgets.js';
 
 export interface GatewayOptions {
   readonly config: GatewayConfig;
@@ -84,7 +86,7 @@ export class Gateway {
   readonly inspector: Inspector;
   readonly metrics: GatewayMetrics;
   readonly history: StatusHistory;
-  readonly budgets: TokenBudgets;
+  readonly budgets: Budgets;
   readonly ledger: UsageLedger;
   private readonly server: Server;
   private metricsServer: Server | undefined;
@@ -146,7 +148,7 @@ export class Gateway {
     });
     this.ledger = new UsageLedger(openStore(this.cfg.usage.path), this.cfg.usage.flushMs, this.log);
     // budgets go on from what this month has used so far (the ledger survives restarts)
-    this.budgets = new TokenBudgets();
+    this.budgets = this.shared ? new SharedBudgets(this.shared, () => this.ledger.rows({ since: monthStartDay(Date.now()) })) : new TokenBudgets();
     try {
       this.budgets.seed(this.ledger.rows({ since: monthStartDay(Date.now()) }));
     } catch (err) {
@@ -162,7 +164,8 @@ export class Gateway {
       refreshCatalog,
       relay: { stop: this.deadline, gapObserver: (backend, model) => this.metrics.gapObserver(backend, this.modelLabel(model)) },
     });
-    const admission = new Admission({ limiter: new KeyLimiter(), budgets: this.budgets, inspector: this.inspector, config });
+    const limiter = this.shared ? new SharedKeyLimiter(this.shared) : new KeyLimiter();
+    const admission = new Admission({ limiter, budgets: this.budgets, inspector: this.inspector, config });
     const jobs = new Jobs({ registry: this.registry, dispatcher: this.dispatcher, inspector: this.inspector, admission, forwarder, config });
     const passthrough = new Passthrough({ registry: this.registry, dispatcher: this.dispatcher, inspector: this.inspector, forwarder, config, refreshCatalog });
     const accounting = new Accounting({ log: this.log, ledger: this.ledger, history: this.history, metrics: this.metrics, modelLabel: (m) => this.modelLabel(m), open: () => this.keys.open });

@@ -4,8 +4,8 @@
 // It answers with a ticket the request path releases when the job ends, however it ends.
 import type { ApiKey } from '../auth/keys.js';
 import { keyMayUse } from '../auth/keys.js';
-import type { KeyLimiter } from '../auth/limits.js';
-import type { TokenBudgets } from '../auth/budgets.js';
+import type { Limiter } from '../auth/limits.js';
+import type { Budgets } from '../auth/budgets.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import type { RequestContext } from '../front/context.js';
@@ -30,8 +30,8 @@ export interface Ticket {
 }
 
 export interface AdmissionDeps {
-  readonly limiter: KeyLimiter;
-  readonly budgets: TokenBudgets;
+  readonly limiter: Limiter;
+  readonly budgets: Budgets;
   readonly inspector: Inspector;
   readonly config: () => GatewayConfig;
 }
@@ -93,7 +93,7 @@ export class Admission {
     const fair = fairShare(ctx);
     ctx.facts.flow = fair.flow === '' ? undefined : fair.flow;
     if (!key) return { body, fair, release: NOTHING_HELD };
-    const release = this.deps.limiter.admit(key.name, key.limits);
+    const release = await this.deps.limiter.admit(key.name, key.limits);
     try {
       if (key.metered) body = await this.charge(ctx, key, facts, body, promptEstimate);
     } catch (err) {
@@ -108,7 +108,7 @@ export class Admission {
     const cfg = this.deps.config();
     const field = outputField(ctx.path);
     const output = field === undefined ? 0 : (facts.maxOutput ?? cfg.budgets.outputEstimateTokens);
-    const charge = this.deps.budgets.admit(key.name, key.tokens, promptEstimate, output);
+    const charge = await this.deps.budgets.admit(key.name, key.tokens, promptEstimate, output);
     ctx.charge = charge;
     // an answer that is not streamed cannot be cut as it passes: it may generate what it holds, no more
     const bounded = key.tokens.perDay !== undefined || key.tokens.perMonth !== undefined;

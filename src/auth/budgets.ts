@@ -43,7 +43,17 @@ export interface KeyUsage {
   readonly month: number;
 }
 
-export class TokenBudgets {
+/** Token budgets as the admission stage sees them: this process's (TokenBudgets) or a fleet's (src/shared/). */
+export interface Budgets {
+  /** Start from what the ledger holds for this month (after a restart). */
+  seed(rows: readonly UsageRow[]): void;
+  /** Tokens this key has used today and this month (UTC), settled jobs only. */
+  usage(name: string): KeyUsage;
+  /** Admit a job, or throw 429: see TokenBudgets.admit. */
+  admit(name: string, limits: TokenLimits, promptEstimate: number, outputEstimate: number): Charge | Promise<Charge>;
+}
+
+export class TokenBudgets implements Budgets {
   private readonly state = new Map<string, KeyState>();
 
   constructor(private readonly now: () => number = Date.now) {}
@@ -191,7 +201,7 @@ export class TokenBudgets {
 }
 
 /** The 429 for a spent budget: the month's when `month` (or when there is no day budget), else the day's. */
-function exhaustedError(name: string, limits: TokenLimits, t: number, month: boolean): GatewayError {
+export function exhaustedError(name: string, limits: TokenLimits, t: number, month: boolean): GatewayError {
   const [what, limit, resets] = month || limits.perDay === undefined ? ['this month', limits.perMonth!, nextMonthStart(t)] : ['today', limits.perDay, nextDayStart(t)];
   return new GatewayError('budget_exhausted', `key '${name}' has used its budget of ${limit} tokens for ${what} (UTC); it resets at ${new Date(resets).toISOString()}`, {
     retryAfterSeconds: Math.max(1, Math.ceil((resets - t) / 1000)),

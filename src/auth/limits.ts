@@ -15,7 +15,13 @@ interface State {
   active: number;
 }
 
-export class KeyLimiter {
+/** A key's rate and concurrency as the admission stage sees them: this process's (KeyLimiter) or a fleet's (src/shared/). */
+export interface Limiter {
+  /** Admit one job for this key, or throw 429; resolves to the release to call when the job ends. */
+  admit(name: string, limits: KeyLimits): (() => void) | Promise<() => void>;
+}
+
+export class KeyLimiter implements Limiter {
   private readonly state = new Map<string, State>();
 
   constructor(private readonly now: () => number = () => performance.now()) {}
