@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { monthStartDay } from './usage/period.js';
 import { parseSince, usageJson, usageTable } from './usage/report.js';
 import { SqliteUsageStore } from './usage/sqlite.js';
+import { queryUsage } from './usage/postgres.js';
 import { createLogger } from './log/logger.js';
 import { hashKey, newKey } from './auth/keys.js';
 import { Simulator } from './simulator/simulator.js';
@@ -149,16 +150,34 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
     .description('print the usage ledger: requests, tokens and errors per day, key and model')
     .option('-c, --config <file>', `the gateway's YAML config, for usage.path (or ${CONFIG_ENV})`)
     .option('--db <file>', 'the ledger file itself (default: usage.path from the config, or GATEWAY_USAGE_PATH)')
+    .option('--postgres <url>', 'the ledger in PostgreSQL (default: usage.postgres_url from the config, or GATEWAY_USAGE_POSTGRES_URL)')
     .option('--since <when>', 'first day: YYYY-MM-DD, or Nd for the last N days (default: this month)')
     .option('--key <name>', 'only this key')
     .option('--json', 'JSON for scripts')
-    .action((o: { config?: string; db?: string; since?: string; key?: string; json?: boolean }) => {
+    .action(async (o: { config?: string; db?: string; postgres?: string; since?: string; key?: string; json?: boolean }) => {
       let path = o.db ?? io.env['GATEWAY_USAGE_PATH'];
+      let postgres = o.postgres ?? (o.db === undefined ? io.env['GATEWAY_USAGE_POSTGRES_URL'] : undefined);
       const file = o.config ?? io.env[CONFIG_ENV];
-      if (path === undefined && file !== undefined) path = loadConfig({ file, env: io.env }).usage.path;
-      if (!path) throw new UsageError('no ledger: give --db <file>, or -c <config> with usage.path set');
+      if (path === undefined && postgres === undefined && file !== undefined) {
+        const cfg = loadConfig({ file, env: io.env }).usage;
+        path = cfg.path;
+        postgres = cfg.postgresUrl || undefined;
+      }
+      if (!path && !postgres) throw new UsageError('no ledger: give --db <file> or --postgres <url>, or -c <config> with usage.path or usage.postgres_url set');
       const since = o.since === undefined ? monthStartDay(Date.now()) : parseSince(o.since);
       if (since === undefined) throw new UsageError(`--since: expected YYYY-MM-DD or Nd (e.g. 7d), got '${o.since}'`);
+      if (postgres) {
+        let rows;
+        try {
+          rows = await queryUsage(postgres, { since, key: o.key });
+        } catch (err) {
+          throw new StartupError(`cannot read the usage ledger in PostgreSQL ${redactUrl(postgres)}: ${(err as Error).message}`, { cause: err });
+        }
+        io.out(o.json ? usageJson(rows) : usageTable(rows));
+        result = 0;
+        return;
+      }
+      path ??= '';
       if (!existsSync(path)) {
         io.err(`error: no usage ledger at ${path} (the gateway creates it when it starts with usage.path set)\n`);
         result = 1;

@@ -28,6 +28,7 @@ import { TokenBudgets } from './auth/budgets.js';
 import { UsageLedger } from './usage/ledger.js';
 import { monthStartDay } from './usage/period.js';
 import { SqliteUsageStore } from './usage/sqlite.js';
+import { PostgresUsageStore } from './usage/postgres.js';
 import { MemoryUsageStore, type UsageStore } from './usage/store.js';
 import type { RouteKind } from './front/routes.js';
 import { STATUS_PAGE } from './status/page.js';
@@ -132,6 +133,7 @@ export class Gateway {
       queueSize: () => this.dispatcher.queueSize,
       keyQueueDepth: () => this.keyQueueDepth(),
       ...(this.shared ? { sharedUp: () => this.shared!.up } : {}),
+      ...(this.cfg.usage.postgresUrl ? { usageUnwritten: () => (this.ledger.store instanceof PostgresUsageStore ? this.ledger.store.pending : 0) } : {}),
     });
     this.history = new StatusHistory(() => ({ queueDepth: this.dispatcher.queueDepth, inFlight: this.registry.all.reduce((n, b) => n + b.inFlight, 0) }));
     this.dispatcher.on((e) => {
@@ -146,7 +148,11 @@ export class Gateway {
       this.dispatcher.drain();
       this.dispatcher.pruneStranded();
     });
-    this.ledger = new UsageLedger(openStore(this.cfg.usage.path), this.cfg.usage.flushMs, this.log);
+    this.ledger = new UsageLedger(
+      this.cfg.usage.postgresUrl ? new PostgresUsageStore(this.cfg.usage.postgresUrl, this.log, { dropped: (n) => this.metrics.usageDropped(n) }) : openStore(this.cfg.usage.path),
+      this.cfg.usage.flushMs,
+      this.log,
+    );
     // budgets go on from what this month has used so far (the ledger survives restarts)
     this.budgets = this.shared ? new SharedBudgets(this.shared, () => this.ledger.rows({ since: monthStartDay(Date.now()) })) : new TokenBudgets();
     try {
@@ -198,6 +204,12 @@ export class Gateway {
     const g = new Gateway(opts);
     g.tracing = await Tracing.start(g.cfg.tracing, VERSION);
     await g.shared?.start();
+    const store = g.ledger.store;
+    if (store instanceof PostgresUsageStore) {
+      // this month's rows (every instance's) before the first job: budgets go on from them
+      await store.open().catch(() => {});
+      g.budgets.seed(g.ledger.rows({ since: monthStartDay(Date.now()) }));
+    }
     g.registry.apply(g.cfg);
     await new Promise<void>((resolve, reject) => {
       g.server.once('error', reject);
@@ -212,7 +224,7 @@ export class Gateway {
     if (g.cfg.metrics.listen) await g.listenMetrics(g.cfg.metrics.listen);
     const a = g.address;
     g.log.info({ listen: `${a.address}:${a.port}`, config: effectiveConfig(g.cfg) }, 'gateway listening');
-    if (!g.cfg.usage.path && g.cfg.keys.some((k) => k.tokens.perDay !== undefined || k.tokens.perMonth !== undefined)) {
+    if (!g.cfg.usage.path && !g.cfg.usage.postgresUrl && g.cfg.keys.some((k) => k.tokens.perDay !== undefined || k.tokens.perMonth !== undefined)) {
       g.log.warn('keys have token budgets but usage.path is not set: usage is kept in memory, and budgets start again from zero when the gateway restarts');
     }
     if (g.keys.open && !isLoopback(g.cfg.listen.host)) {
@@ -244,7 +256,7 @@ export class Gateway {
     if (next.listen.host !== prev.listen.host || next.listen.port !== prev.listen.port) {
       this.log.warn({ from: `${prev.listen.host}:${prev.listen.port}`, to: `${next.listen.host}:${next.listen.port}` }, 'listen address changes need a restart; keeping the old one');
     }
-    if (next.usage.path !== prev.usage.path) this.log.warn({ from: prev.usage.path, to: next.usage.path }, 'usage.path changes need a restart; keeping the old one');
+    if (next.usage.path !== prev.usage.path || next.usage.postgresUrl !== prev.usage.postgresUrl) this.log.warn('usage ledger changes (usage.path, usage.postgres_url) need a restart; keeping the old one');
     if (next.tracing.otlpEndpoint !== prev.tracing.otlpEndpoint || next.tracing.serviceName !== prev.tracing.serviceName) this.log.warn('tracing changes need a restart; keeping the old settings');
     if (JSON.stringify(next.shared) !== JSON.stringify(prev.shared)) this.log.warn('shared state changes need a restart; keeping the old settings');
     // the listener, the worker pool and the ledger are built once: their settings wait for a restart
@@ -418,7 +430,7 @@ export class Gateway {
     this.metricsServer?.close();
     await Promise.all([closed, this.registry.close(!drained), this.inspector.close(), this.tracing?.shutdown()]);
     await this.shared?.stop();
-    this.ledger.close();
+    await this.ledger.close();
     this.log.info('stopped');
   }
 

@@ -120,7 +120,7 @@ t.test('a spent budget stays spent after a restart', async (t) => {
 t.test('usage command: clear errors without a ledger or with a bad --since', async (t) => {
   const dir = workspace(t);
   const fail = (args: string[]) => run(process.execPath, [BIN, 'usage', ...args], { env: { ...process.env, GATEWAY_USAGE_PATH: '', GATEWAY_CONFIG: '' } }).then(() => ({ code: 0, stderr: '' }), (e: { code: number; stderr: string }) => e);
-  t.match(await fail([]), { code: 2, stderr: /no ledger: give --db <file>, or -c <config> with usage.path set/ });
+  t.match(await fail([]), { code: 2, stderr: /no ledger: give --db <file> or --postgres <url>, or -c <config> with usage.path or usage.postgres_url set/ });
   t.match(await fail(['--db', join(dir, 'none.db')]), { code: 1, stderr: /no usage ledger at .*none\.db/ });
   t.match(await fail(['--db', join(dir, 'none.db'), '--since', 'yesterday']), { code: 2, stderr: /--since: expected YYYY-MM-DD or Nd/ });
 });

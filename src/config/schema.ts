@@ -147,6 +147,8 @@ export const fileSchema = z.strictObject({
     .strictObject({
       // the SQLite ledger; empty: usage is kept in memory only and budgets restart at zero
       path: z.string().default(''),
+      // the ledger in PostgreSQL instead, shared by several instances ('' = none)
+      postgres_url: z.union([z.literal(''), z.url({ protocol: /^postgres(ql)?$/, error: 'expected a postgres:// URL, e.g. postgres://gateway@db:5432/gateway' })]).default(''),
       flush_seconds: positiveSeconds().default(1),
     })
     .prefault({}),
@@ -194,6 +196,7 @@ export const fileSchema = z.strictObject({
   const urls = new Map<string, number>();
   const names = new Map<string, number>();
   const keyNames = new Set<string>();
+  if (cfg.usage.path !== '' && cfg.usage.postgres_url !== '') ctx.addIssue({ code: 'custom', path: ['usage', 'postgres_url'], message: 'the ledger is either an SQLite file (usage.path) or PostgreSQL (usage.postgres_url), not both' });
   cfg.keys.forEach((k, i) => {
     if (keyNames.has(k.name)) ctx.addIssue({ code: 'custom', path: ['keys', i, 'name'], message: `key name ${k.name} is used twice` });
     keyNames.add(k.name);
@@ -275,8 +278,8 @@ export interface GatewayConfig {
   /** client-facing name -> the model the fleet serves */
   readonly aliases: Readonly<Record<string, string>>;
   readonly management: { readonly enabled: boolean };
-  /** the usage ledger: an SQLite file ('' keeps it in memory), written every flushMs */
-  readonly usage: { readonly path: string; readonly flushMs: number };
+  /** the usage ledger: an SQLite file ('' keeps it in memory) or PostgreSQL, written every flushMs */
+  readonly usage: { readonly path: string; readonly postgresUrl: string; readonly flushMs: number };
   readonly routing: { readonly warmFirst: boolean; readonly warmSkewMs: number };
   readonly catalog: { readonly intervalMs: number; readonly timeoutMs: number };
   readonly retry: { readonly maxAttempts: number };
@@ -350,7 +353,7 @@ export function freezeConfig(f: FileConfig): GatewayConfig {
     shared: { redisUrl: f.shared.redis_url, prefix: f.shared.key_prefix, leaseMs: ms(f.shared.lease_seconds) },
     aliases: { ...f.aliases },
     management: { enabled: f.management.enabled },
-    usage: { path: f.usage.path, flushMs: ms(f.usage.flush_seconds) },
+    usage: { path: f.usage.path, postgresUrl: f.usage.postgres_url, flushMs: ms(f.usage.flush_seconds) },
     routing: { warmFirst: f.routing.warm_first, warmSkewMs: ms(f.routing.warm_skew_seconds) },
     catalog: { intervalMs: ms(f.catalog.interval_seconds), timeoutMs: ms(f.catalog.timeout_seconds) },
     retry: { maxAttempts: f.retry.max_attempts },

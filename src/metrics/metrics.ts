@@ -20,6 +20,8 @@ export interface MetricsViews {
   readonly queueSize: () => number;
   /** jobs waiting per key name (empty in open mode) */
   readonly keyQueueDepth: () => ReadonlyMap<string, number>;
+  /** with the ledger in PostgreSQL: rows not yet written there (undefined: no gauge) */
+  readonly usageUnwritten?: () => number;
   /** with shared state configured: is it reachable (undefined: not configured, no gauge) */
   readonly sharedUp?: () => boolean;
 }
@@ -64,6 +66,8 @@ export class GatewayMetrics {
   private readonly rejections: Counter<'reason'>;
   private readonly keyTokens: Counter<'key' | 'type'>;
   private readonly cancellations: Counter<'phase'>;
+  /** with the ledger in PostgreSQL */
+  private usageRowsDropped: Counter | undefined;
   private readonly retries: Counter;
   private readonly transitions: Counter<'backend' | 'to'>;
 
@@ -120,6 +124,18 @@ export class GatewayMetrics {
         this.set(views.queueDepth());
       },
     });
+    const unwritten = views.usageUnwritten;
+    if (unwritten) {
+      new Gauge({
+        name: 'ollama_gateway_usage_rows_unwritten',
+        help: 'Usage ledger rows (per day, key and model) waiting to be written to PostgreSQL.',
+        registers,
+        collect() {
+          this.set(unwritten());
+        },
+      });
+      this.usageRowsDropped = new Counter({ name: 'ollama_gateway_usage_rows_dropped_total', help: 'Usage ledger rows dropped because PostgreSQL did not answer for too long.', registers });
+    }
     const sharedUp = views.sharedUp;
     if (sharedUp) {
       new Gauge({
@@ -168,6 +184,10 @@ export class GatewayMetrics {
   /** Per-chunk gaps of one stream go to this observer (labels resolved once per request). */
   gapObserver(backend: string, model: string): (seconds: number) => void {
     return this.tpot.child({ backend, model });
+  }
+
+  usageDropped(rows: number): void {
+    this.usageRowsDropped?.inc(rows);
   }
 
   rejected(reason: Rejection): void {

@@ -106,11 +106,11 @@ export class UsageLedger {
   }
 
   /** Write what is left and close the store. */
-  close(): void {
+  close(): void | Promise<void> {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
     this.flush();
-    this.store.close();
+    return this.store.close();
   }
 }

@@ -26,7 +26,8 @@ export interface UsageStore {
   add(rows: readonly UsageRow[]): void;
   /** Stored rows, oldest day first, then key, then model. */
   rows(filter?: UsageFilter): UsageRow[];
-  close(): void;
+  /** (a store that writes in the background resolves when what it holds is written, or given up) */
+  close(): void | Promise<void>;
 }
 
 export function matches(r: UsageRow, filter: UsageFilter): boolean {
