@@ -180,3 +180,39 @@ t.test('Redis stopped and started again under load: no crash, no lost job, no ba
   await settled(a.gateway);
   await settled(b.gateway);
 });
+
+t.test("the queue's bounds hold fleet-wide: queue.size and a key's max_queued count every instance's waiters", async (t) => {
+  const redis = await startRedis(t);
+  const [sim] = await startSims(t, 1, { ttftMs: 0, tokenMs: 0, tokens: 1 });
+  sim!.hold();
+  const file = configFile(
+    t,
+    `backends: [{url: "${sim!.url}"}]\nslots_per_backend: 1\nqueue: {size: 4}\nshared: {redis_url: "${redis.url}"}\nkeys:\n  - {name: heavy, sha256: "${hashKey(HEAVY)}", max_queued: 2}\n  - {name: light, sha256: "${hashKey(LIGHT)}"}\n`,
+  );
+  const a = await startGateway(t, [], {}, { file, backendsFromFile: true });
+  const b = await startGateway(t, [], {}, { file, backendsFromFile: true });
+  const as = (key: string) => ({ headers: { authorization: `Bearer ${key}` } });
+  const jobs = [post(a.url, '/api/chat', chat('running', { stream: false }), as(HEAVY))];
+  await sim!.waitFor(() => sim!.waitingAtGate === 1);
+  jobs.push(post(a.url, '/api/chat', chat('heavy at A', { stream: false }), as(HEAVY)));
+  while ((await fleetQueued(redis.url)) < 1) await sleep(5);
+  jobs.push(post(b.url, '/api/chat', chat('heavy at B', { stream: false }), as(HEAVY)));
+  while ((await fleetQueued(redis.url)) < 2) await sleep(5);
+  const third = await post(b.url, '/api/chat', chat('one heavy too many', { stream: false }), as(HEAVY));
+  t.equal(third.status, 429, "a key's max_queued counts its waiters at both instances");
+  t.match(third.json(), { error: "'heavy' already has 2 job(s) waiting, its limit" });
+  jobs.push(post(a.url, '/api/chat', chat('light at A', { stream: false }), as(LIGHT)));
+  while ((await fleetQueued(redis.url)) < 3) await sleep(5);
+  jobs.push(post(b.url, '/api/chat', chat('light at B', { stream: false }), as(LIGHT)));
+  while ((await fleetQueued(redis.url)) < 4) await sleep(5);
+  const full = await post(a.url, '/api/chat', chat('one too many', { stream: false }), as(LIGHT));
+  t.equal(full.status, 503, 'queue.size counts the waiters at both instances');
+  t.match(full.json(), { error: /wait queue is full \(4\)/ });
+  sim!.release();
+  t.same(
+    (await Promise.all(jobs)).map((r) => r.status),
+    [200, 200, 200, 200, 200],
+    'the jobs that waited are served',
+  );
+  t.equal(await fleetQueued(redis.url), 0, 'and the fleet queue is empty again');
+});

@@ -83,6 +83,7 @@ export type DispatchEvent = 'queued' | 'dequeued' | 'queue_full' | 'key_queue_fu
 interface Waiter<T extends DispatchTarget> extends Needs<T>, Queued {
   readonly flow: string;
   readonly weight: number;
+  readonly flowQueueCap: number | undefined;
   /** its virtual finish tag (with a fleet gate: the fleet's, once it has a ticket) */
   tag: number;
   readonly resolve: (lease: Lease<T>) => void;
@@ -244,6 +245,7 @@ export class Dispatcher<T extends DispatchTarget> {
         ...needs,
         flow,
         weight,
+        flowQueueCap: options.flowQueueCap,
         priority: options.priority ?? 0,
         tag,
         seq: this.seq++,
@@ -283,8 +285,20 @@ export class Dispatcher<T extends DispatchTarget> {
 
   /** Give a waiter its place in the fleet's order. */
   private register(w: Waiter<T>): void {
-    void this.gate!.enqueue({ flow: w.flow, weight: w.weight, priority: w.priority, api: w.api, model: w.model }).then((r) => {
+    const fleet = { flow: w.flow, weight: w.weight, priority: w.priority, api: w.api, model: w.model, queueSize: this.opts.queueSize, flowQueueCap: w.flowQueueCap };
+    void this.gate!.enqueue(fleet).then((r) => {
       if (!r) return;
+      if ('refused' in r) {
+        // the fleet's queue (all instances together) has no room for it
+        if (r.refused === 'queue_full') {
+          this.count('queue_full');
+          this.evict(w, new GatewayError('queue_full', `server busy: all slots in use and the wait queue is full (${this.opts.queueSize})`));
+        } else {
+          this.count('key_queue_full');
+          this.evict(w, new GatewayError('key_queue_full', `'${w.flow}' already has ${r.waiting} job(s) waiting, its limit`));
+        }
+        return;
+      }
       if (w.done) return this.gate!.leave(r.ticket);
       w.ticket = r.ticket;
       this.tickets.set(r.ticket, w);

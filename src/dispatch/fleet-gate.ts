@@ -12,7 +12,14 @@ export interface FleetWaiter {
   readonly priority: number;
   readonly api: Wire;
   readonly model: string | undefined;
+  /** the fleet's bound on waiting jobs (`queue.size`, all instances together) */
+  readonly queueSize: number;
+  /** how many jobs its flow may have waiting fleet-wide (a key's `max_queued`) */
+  readonly flowQueueCap: number | undefined;
 }
+
+/** A waiter's place in the fleet's order, or why the fleet has no room for it. */
+export type Enqueued = { readonly ticket: string; readonly tag: number } | { readonly refused: 'queue_full' | 'key_queue_full'; readonly waiting: number };
 
 export type Claim =
   /** the slot is this job's; `ticket`: the fleet's head ticket it consumed (this instance's), '' none */
@@ -28,7 +35,7 @@ export interface FleetGate<T> {
   /** Give a claimed slot back (and tell the other instances it is free). */
   release(b: T, leaseId: string): void;
   /** Put a waiting job in the fleet's order: its ticket and its virtual finish tag there (undefined: the fleet is unreachable). */
-  enqueue(w: FleetWaiter): Promise<{ readonly ticket: string; readonly tag: number } | undefined>;
+  enqueue(w: FleetWaiter): Promise<Enqueued | undefined>;
   /** A waiting job left (served locally without its ticket, evicted, or its client went). */
   leave(ticket: string): void;
   /** Hear when a slot frees at one of the fleet's backends (`undefined`: the fleet came back: look at everything again). */

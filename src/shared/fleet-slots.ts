@@ -19,11 +19,11 @@
 //   re-asserts its leases and tickets, and keeps to its share for one lease time more, while
 //   the others re-assert theirs.
 import type { Backend } from '../backends/backend.js';
-import type { Claim, FleetGate, FleetWaiter } from '../dispatch/fleet-gate.js';
+import type { Claim, Enqueued, FleetGate, FleetWaiter } from '../dispatch/fleet-gate.js';
 import { modelKey } from '../models/name.js';
 import type { SharedState } from './connection.js';
 
-/** KEYS: slots hash, queue:0, queue:1, virtual time, turn. ARGV: slots, lease ms, instance, lease id, instance key prefix, apis, model mode, grace ms, models... */
+/** KEYS: slots hash, queue:0, queue:1, virtual time, turn, waiting per flow. ARGV: slots, lease ms, instance, lease id, instance key prefix, apis, model mode, grace ms, models... */
 const CLAIM = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -49,9 +49,10 @@ for q = 2, 3 do
   local list = redis.call('ZRANGE', KEYS[q], 0, 255, 'WITHSCORES')
   for i = 1, #list, 2 do
     local m = list[i]
-    local _, _, inst, api, okey, raw = string.find(m, '^[^|]*|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+    local _, _, inst, flow, api, okey, raw = string.find(m, '^[^|]*|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
     if inst == nil or redis.call('EXISTS', ARGV[5] .. inst) == 0 then
       redis.call('ZREM', KEYS[q], m)
+      if flow and redis.call('HINCRBY', KEYS[6], flow, -1) <= 0 then redis.call('HDEL', KEYS[6], flow) end
     elseif apis[api] and (mode == '*' or raw == '' or (mode == 'ollama' and models[okey]) or (mode == 'openai' and models[raw])) then
       local passed = false
       if turn and inst ~= ARGV[3] then
@@ -76,6 +77,8 @@ if head then
     return {2, tostring(grace)}
   end
   redis.call('ZREM', KEYS[headQ], head)
+  local _, _, flow = string.find(head, '^[^|]*|[^|]*|([^|]*)|')
+  if redis.call('HINCRBY', KEYS[6], flow, -1) <= 0 then redis.call('HDEL', KEYS[6], flow) end
   local vt = tonumber(redis.call('GET', KEYS[4]) or '0')
   if tonumber(headScore) > vt then redis.call('SET', KEYS[4], headScore) end
 end
@@ -85,16 +88,49 @@ if head then return {1, tostring(headQ - 2) .. '#' .. head .. '@' .. n} end
 return {1, '@' .. n}
 `;
 
-/** KEYS: queue of the class, flow tags, virtual time, sequence. ARGV: flow, weight, instance, api, model key, model. */
+/**
+ * KEYS: queue of the class, flow tags, virtual time, sequence, waiting per flow, the other
+ * class's queue. ARGV: flow, weight, instance, api, model key, model, queue size, flow cap|''.
+ * Returns {member, tag}, or {'full'} / {'flow_full', waiting} past the fleet's bounds.
+ */
 const ENQUEUE = `
+if redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[6]) >= tonumber(ARGV[7]) then return {'full', ''} end
+local waiting = tonumber(redis.call('HGET', KEYS[5], ARGV[1]) or '0')
+local cap = tonumber(ARGV[8])
+if cap and waiting >= cap then return {'flow_full', tostring(waiting)} end
+redis.call('HINCRBY', KEYS[5], ARGV[1], 1)
 local vt = tonumber(redis.call('GET', KEYS[3]) or '0')
 local ft = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
 local tag = string.format('%.17g', math.max(vt, ft) + 1 / tonumber(ARGV[2]))
 redis.call('HSET', KEYS[2], ARGV[1], tag)
 local seq = redis.call('INCR', KEYS[4])
-local m = string.format('%015d', seq) .. '|' .. ARGV[3] .. '|' .. ARGV[4] .. '|' .. ARGV[5] .. '|' .. ARGV[6]
+local m = string.format('%015d', seq) .. '|' .. ARGV[3] .. '|' .. ARGV[1] .. '|' .. ARGV[4] .. '|' .. ARGV[5] .. '|' .. ARGV[6]
 redis.call('ZADD', KEYS[1], tag, m)
 return {m, tag}
+`;
+
+/** KEYS: queue, waiting per flow. ARGV: member: a waiter left. */
+const LEAVE = `
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  local _, _, flow = string.find(ARGV[1], '^[^|]*|[^|]*|([^|]*)|')
+  if flow and redis.call('HINCRBY', KEYS[2], flow, -1) <= 0 then redis.call('HDEL', KEYS[2], flow) end
+end
+return 1
+`;
+
+/** KEYS: queue:0, queue:1, waiting per flow. ARGV: instance: every ticket of this instance goes (it re-registers its waiters). */
+const FORGET = `
+for q = 1, 2 do
+  local all = redis.call('ZRANGE', KEYS[q], 0, -1)
+  for _, m in ipairs(all) do
+    local _, _, inst, flow = string.find(m, '^[^|]*|([^|]*)|([^|]*)|')
+    if inst == ARGV[1] then
+      redis.call('ZREM', KEYS[q], m)
+      if redis.call('HINCRBY', KEYS[3], flow, -1) <= 0 then redis.call('HDEL', KEYS[3], flow) end
+    end
+  end
+end
+return 1
 `;
 
 /** KEYS: slots hash. ARGV: lease ms, lease ids...: (re)writes this instance's leases with a fresh expiry; returns the leases held. */
@@ -112,6 +148,8 @@ interface SlotCommands {
   ogwClaim(...args: (string | number)[]): Promise<Reply>;
   ogwEnqueue(...args: (string | number)[]): Promise<Reply>;
   ogwRenew(...args: (string | number)[]): Promise<number>;
+  ogwLeave(...args: (string | number)[]): Promise<number>;
+  ogwForget(...args: (string | number)[]): Promise<number>;
 }
 
 /** How long a turn given to another instance stands before it passes on. */
@@ -143,9 +181,11 @@ export class FleetSlots implements FleetGate<Backend> {
     private readonly backends: () => readonly Backend[],
   ) {
     const c = shared.client;
-    c.defineCommand('ogwClaim', { numberOfKeys: 5, lua: CLAIM });
-    c.defineCommand('ogwEnqueue', { numberOfKeys: 4, lua: ENQUEUE });
+    c.defineCommand('ogwClaim', { numberOfKeys: 6, lua: CLAIM });
+    c.defineCommand('ogwEnqueue', { numberOfKeys: 6, lua: ENQUEUE });
     c.defineCommand('ogwRenew', { numberOfKeys: 1, lua: RENEW });
+    c.defineCommand('ogwLeave', { numberOfKeys: 2, lua: LEAVE });
+    c.defineCommand('ogwForget', { numberOfKeys: 3, lua: FORGET });
     this.commands = c as unknown as SlotCommands;
     shared.subscribe('freed', (id) => {
       const b = this.backends().find((x) => this.idOf(x) === id);
@@ -156,6 +196,8 @@ export class FleetSlots implements FleetGate<Backend> {
       // Redis may have restarted empty: what this instance runs is written again, then every
       // waiter takes its place in the order again
       this.renewAll();
+      // tickets of waiters that left while Redis was away are forgotten; the waiters left register again
+      void this.commands.ogwForget(this.shared.key('queue:0'), this.shared.key('queue:1'), this.shared.key('waiting'), this.shared.instance).catch(() => {});
       for (const l of this.freedListeners) l(undefined);
     });
   }
@@ -181,6 +223,7 @@ export class FleetSlots implements FleetGate<Backend> {
         k('queue:1'),
         k('vt'),
         k(`turn:${id}`),
+        k('waiting'),
         b.slots,
         this.shared.opts.leaseMs,
         this.shared.instance,
@@ -220,7 +263,7 @@ export class FleetSlots implements FleetGate<Backend> {
       .catch(() => {});
   }
 
-  async enqueue(w: FleetWaiter): Promise<{ ticket: string; tag: number } | undefined> {
+  async enqueue(w: FleetWaiter): Promise<Enqueued | undefined> {
     if (!this.shared.up) return undefined;
     const k = (n: string) => this.shared.key(n);
     const klass = w.priority > 0 ? 1 : 0;
@@ -230,13 +273,19 @@ export class FleetSlots implements FleetGate<Backend> {
         k('flowtags'),
         k('vt'),
         k('seq'),
-        w.flow,
+        k('waiting'),
+        k(`queue:${1 - klass}`),
+        field(w.flow),
         w.weight,
         this.shared.instance,
         w.api,
         w.model === undefined ? '' : field(modelKey(w.model)),
         w.model === undefined ? '' : field(w.model),
+        w.queueSize,
+        w.flowQueueCap ?? '',
       );
+      if (member === 'full') return { refused: 'queue_full', waiting: 0 };
+      if (member === 'flow_full') return { refused: 'key_queue_full', waiting: Number(tag) };
       return { ticket: `${klass}#${String(member)}`, tag: Number(tag) };
     } catch {
       return undefined;
@@ -246,7 +295,7 @@ export class FleetSlots implements FleetGate<Backend> {
   leave(ticket: string): void {
     if (!this.shared.up) return;
     const at = ticket.indexOf('#');
-    void this.shared.client.zrem(this.shared.key(`queue:${ticket.slice(0, at)}`), ticket.slice(at + 1)).catch(() => {});
+    void this.commands.ogwLeave(this.shared.key(`queue:${ticket.slice(0, at)}`), this.shared.key('waiting'), ticket.slice(at + 1)).catch(() => {});
   }
 
   onFreed(listener: (b: Backend | undefined) => void): void {
