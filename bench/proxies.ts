@@ -33,7 +33,7 @@ export function freePort(): Promise<number> {
   });
 }
 
-function which(bin: string): string | undefined {
+export function which(bin: string): string | undefined {
   for (const dir of ['/usr/sbin', '/usr/bin', '/usr/local/sbin', '/usr/local/bin']) if (existsSync(join(dir, bin))) return join(dir, bin);
   try {
     return execFileSync('which', [bin], { encoding: 'utf8' }).trim() || undefined;
@@ -47,7 +47,7 @@ export function available(): Record<ProxyName, boolean> {
   return { nginx: which('nginx') !== undefined, haproxy: which('haproxy') !== undefined, 'node-floor': true, 'http-floor': true };
 }
 
-async function waitForPort(port: number, proc: ChildProcess, what: string): Promise<void> {
+export async function waitForPort(port: number, proc: ChildProcess, what: string): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`${what} exited (${proc.exitCode})`);

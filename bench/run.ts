@@ -25,6 +25,11 @@
 //                machine's hard limit is 20,000 open files a process and every waiting job is a
 //                connection; HAProxy keeps two a connection, so it stops at 9,000.
 //                BENCH_QUEUE_SIZES changes the sizes.)
+//  10. shared:   several instances sharing one Redis (issue 13): one request at a time through
+//                one instance with Redis and one without, on one-slot backends (what a fleet-wide
+//                slot claim adds, beside Redis's own round trip); and one-slot backends kept busy
+//                through two instances sharing Redis against one instance alone: jobs/s and the
+//                backends' idle gap between jobs. Skipped, and said so, without redis-server.
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -36,7 +41,8 @@ import type { BurstResult, CancelResult, FairnessResult, LoopResult, StreamsResu
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { chart } from './chart.js';
-import { available, cpuSeconds, peakRssMiB, startProxy, startQueueingHaproxy, startQueueingHttpFloor, type ProxyName, type RunningProxy } from './proxies.js';
+import { available, cpuSeconds, freePort, peakRssMiB, startProxy, startQueueingHaproxy, startQueueingHttpFloor, waitForPort, which, type ProxyName, type RunningProxy } from './proxies.js';
+import { Redis } from 'ioredis';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -692,6 +698,7 @@ function markdown(r: Record<string, any>): string {
   }
   if (r['compare']) lines.push(...compareTable(r['compare']));
   if (r['queue']) lines.push(...queueTable(r['queue']));
+  if (r['shared']) lines.push(...sharedTable(r['shared']));
   const b = r['bodies'];
   if (b) {
     lines.push(
@@ -711,6 +718,100 @@ function markdown(r: Record<string, any>): string {
   return lines.join('\n');
 }
 
+/**
+ * Many instances, one fleet: what sharing slots and queue order through Redis costs one job, and
+ * whether one-slot backends stay as busy through two instances as through one.
+ */
+async function sharedScenario() {
+  const bin = which('redis-server');
+  if (!bin) return { missing: ['redis-server'] };
+  const port = await freePort();
+  const redis = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  children.push(redis);
+  await waitForPort(port, redis, 'redis-server');
+  const redisUrl = `redis://127.0.0.1:${port}`;
+  // Redis's own round trip, from a client of the same library
+  const client = new Redis(redisUrl);
+  const pings: number[] = [];
+  for (let i = 0; i < 2000; i++) {
+    const t0 = performance.now();
+    await client.ping();
+    pings.push(performance.now() - t0);
+  }
+  // and from idle, as a job's claim finds it (on a VM, waking a sleeping peer costs far more)
+  const idlePings: number[] = [];
+  for (let i = 0; i < 300; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+    const t0 = performance.now();
+    await client.ping();
+    idlePings.push(performance.now() - t0);
+  }
+  client.disconnect();
+  const sims = await Promise.all(Array.from({ length: P.slotBackends }, () => startSim(['--parallel', '1', '--ttft-ms', String(P.slotServiceMs), '--token-ms', '0', '--tokens', '1'])));
+  const urls = sims.map((x) => x.url).join(',');
+  const body = chatBody(false);
+  const durationMs = P.loopSeconds * 1000;
+  const alone = await startGateway({ backends: urls, slotsPerBackend: '1', queueSize: '10000' });
+  const shared = await startGateway({ backends: urls, slotsPerBackend: '1', queueSize: '10000', redisUrl });
+  const sequential = async (url: string) => {
+    await runLoad<LoopResult>({ kind: 'closed-loop', targets: [url], perTarget: 1, path: '/api/chat', body, durationMs: 500 });
+    return runLoad<LoopResult>({ kind: 'closed-loop', targets: [url], perTarget: 1, path: '/api/chat', body, durationMs });
+  };
+  const seqAlone = await sequential(alone.url);
+  const seqShared = await sequential(shared.url);
+  const sA = summarize(seqAlone.latencies);
+  const sS = summarize(seqShared.latencies);
+  // one-slot backends kept busy: enough clients that a queue is never empty
+  const clients = P.slotBackends * 4;
+  await Promise.all(sims.map((x) => simGaps(x.url)));
+  const one = await runLoad<LoopResult>({ kind: 'closed-loop', targets: [alone.url], perTarget: clients, path: '/api/chat', body, durationMs });
+  const oneGaps = (await Promise.all(sims.map((x) => simGaps(x.url)))).flat();
+  await alone.stop();
+  const second = await startGateway({ backends: urls, slotsPerBackend: '1', queueSize: '10000', redisUrl });
+  await Promise.all(sims.map((x) => simGaps(x.url)));
+  const two = await runLoad<LoopResult>({ kind: 'closed-loop', targets: [shared.url, second.url], perTarget: clients / 2, path: '/api/chat', body, durationMs });
+  const twoGaps = (await Promise.all(sims.map((x) => simGaps(x.url)))).flat();
+  await shared.stop();
+  await second.stop();
+  sims.forEach((x) => x.proc.kill());
+  redis.kill();
+  const rps = (r: LoopResult) => round((r.completed / r.elapsedMs) * 1000);
+  return {
+    missing: [],
+    params: { backends: P.slotBackends, serviceMs: P.slotServiceMs, seconds: P.loopSeconds, clients },
+    redis_ping_ms: fmt(summarize(pings)),
+    redis_idle_ping_ms: fmt(summarize(idlePings)),
+    sequential_ms: { alone: fmt(sA), shared: fmt(sS), added_p50: round(sS.p50 - sA.p50, 3), added_p99: round(sS.p99 - sA.p99, 3) },
+    busy: {
+      one_instance: { jobs_per_s: rps(one), idle_gap_ms: fmt(summarize(oneGaps)), failed: one.failed },
+      two_instances_shared: { jobs_per_s: rps(two), idle_gap_ms: fmt(summarize(twoGaps)), failed: two.failed },
+      ratio: round(rps(two) / rps(one), 3),
+    },
+  };
+}
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- report formatting of the JSON written above */
+function sharedTable(x: any): string[] {
+  if (x.missing.length > 0) return ['## 10. Many instances sharing Redis', '', `Not installed here, so not measured: ${x.missing.join(', ')}.`, ''];
+  return [
+    `## 10. Many instances sharing Redis: ${x.params.backends} one-slot backends answering in about ${x.params.serviceMs} ms`,
+    '',
+    `Redis's own round trip (ioredis PING): back to back p50 ${x.redis_ping_ms.p50} ms, p99 ${x.redis_ping_ms.p99} ms; one every 10 ms (both sides idle, as a lone job finds it) p50 ${x.redis_idle_ping_ms.p50} ms, p99 ${x.redis_idle_ping_ms.p99} ms.`,
+    '',
+    '| one request at a time (ms) | one instance alone | one instance with Redis | added |',
+    '| --- | --- | --- | --- |',
+    `| p50 | ${x.sequential_ms.alone.p50} | ${x.sequential_ms.shared.p50} | ${x.sequential_ms.added_p50} |`,
+    `| p99 | ${x.sequential_ms.alone.p99} | ${x.sequential_ms.shared.p99} | ${x.sequential_ms.added_p99} |`,
+    '',
+    `| backends kept busy (${x.params.clients} clients) | jobs/s | backend idle gap p50 (ms) | idle gap p99 (ms) | failed |`,
+    '| --- | --- | --- | --- | --- |',
+    `| one instance, no Redis | ${x.busy.one_instance.jobs_per_s} | ${x.busy.one_instance.idle_gap_ms.p50} | ${x.busy.one_instance.idle_gap_ms.p99} | ${x.busy.one_instance.failed} |`,
+    `| two instances sharing Redis | ${x.busy.two_instances_shared.jobs_per_s} (${x.busy.ratio}×) | ${x.busy.two_instances_shared.idle_gap_ms.p50} | ${x.busy.two_instances_shared.idle_gap_ms.p99} | ${x.busy.two_instances_shared.failed} |`,
+    '',
+  ];
+}
+/* eslint-enable @typescript-eslint/no-explicit-any */
+
 const SCENARIOS: Record<string, [string, () => Promise<unknown>]> = {
   rps: ['rps', rpsScenario],
   'one-slot': ['one_slot', oneSlotScenario],
@@ -722,6 +823,7 @@ const SCENARIOS: Record<string, [string, () => Promise<unknown>]> = {
   bodies: ['bodies', bodiesScenario],
   compare: ['compare', compareScenario],
   queue: ['queue', queueScenario],
+  shared: ['shared', sharedScenario],
 };
 
 async function main() {

@@ -133,6 +133,8 @@ export class Dispatcher<T extends DispatchTarget> {
   private readonly blocked = new Map<T, NodeJS.Timeout>();
   /** waiters by their fleet ticket */
   private readonly tickets = new Map<string, Waiter<T>>();
+  /** slots heard freed at each backend: a refusal that crossed a release is not believed */
+  private readonly freedAt = new Map<T, number>();
 
   constructor(
     targets: () => readonly T[],
@@ -146,9 +148,13 @@ export class Dispatcher<T extends DispatchTarget> {
     this.onRelease = onRelease;
     this.onLease = onLease;
     this.gate = gate;
+    gate?.onGranted((b, ticket, leaseId) => this.granted(b, ticket, leaseId));
     gate?.onFreed((b) => {
       if (b === undefined) this.rejoin();
-      else this.unblock(b);
+      else {
+        this.freedAt.set(b, (this.freedAt.get(b) ?? 0) + 1);
+        this.unblock(b);
+      }
       this.drain();
     });
   }
@@ -202,6 +208,7 @@ export class Dispatcher<T extends DispatchTarget> {
   /** With a fleet gate, a job that found a free slot here claims it fleet-wide before it starts; refused, it waits. */
   private async claimFirst(b: T, needs: Needs<T>, options: AcquireOptions<T>): Promise<Lease<T>> {
     const gate = this.gate!;
+    const heard = this.freedAt.get(b) ?? 0;
     b.inFlight++;
     let claim: Claim;
     try {
@@ -211,12 +218,12 @@ export class Dispatcher<T extends DispatchTarget> {
     }
     if (claim.granted) {
       if (options.cancel?.aborted) {
-        gate.release(b, claim.leaseId);
+        this.handOff(b, claim.leaseId);
         throw clientClosed();
       }
       return this.lease(b, 0, needs.warmKey, claim.leaseId);
     }
-    this.block(b, claim.retryMs);
+    this.refused(b, claim.retryMs, heard);
     if (this.closedWith) throw this.closedWith;
     return this.wait(needs, options);
   }
@@ -326,7 +333,15 @@ export class Dispatcher<T extends DispatchTarget> {
     this.blocked.clear();
   }
 
-  /** A claim was refused: the backend takes nothing from here until a slot frees, or `ms` pass. */
+  /**
+   * A claim was refused: the backend takes nothing from here until a slot frees there, or `ms`
+   * pass; unless a slot was heard freed there while the claim was out (the release and the
+   * refusal crossed: the next drain claims again).
+   */
+  private refused(b: T, ms: number, heard: number): void {
+    if ((this.freedAt.get(b) ?? 0) === heard) this.block(b, ms);
+  }
+
   private block(b: T, ms: number): void {
     const had = this.blocked.get(b);
     if (had) clearTimeout(had);
@@ -350,25 +365,26 @@ export class Dispatcher<T extends DispatchTarget> {
     this.queue.remove(w.node!);
     w.node = undefined;
     w.claiming = true;
+    const heard = this.freedAt.get(b) ?? 0;
     b.inFlight++;
     void this.gate!.claim(b).then(
       (c) => {
         b.inFlight--;
-        this.claimed(w, b, c);
+        this.claimed(w, b, c, heard);
       },
       () => {
         b.inFlight--;
-        this.claimed(w, b, { granted: false, reason: 'full', retryMs: 100 });
+        this.claimed(w, b, { granted: false, reason: 'full', retryMs: 100 }, heard);
       },
     );
   }
 
-  private claimed(w: Waiter<T>, b: T, c: Claim): void {
+  private claimed(w: Waiter<T>, b: T, c: Claim, heard: number): void {
     w.claiming = false;
     if (c.granted) {
       if (c.ticket !== '') this.consumed(c.ticket, w);
       if (w.gone !== undefined || this.closedWith) {
-        this.gate!.release(b, c.leaseId);
+        this.handOff(b, c.leaseId);
         this.finish(w);
         w.reject(w.gone ?? this.closedWith);
         return;
@@ -378,7 +394,7 @@ export class Dispatcher<T extends DispatchTarget> {
       w.resolve(this.lease(b, performance.now() - w.enqueuedAt, w.warmKey, c.leaseId));
       return;
     }
-    this.block(b, c.retryMs);
+    this.refused(b, c.retryMs, heard);
     if (w.gone !== undefined || this.closedWith) {
       this.finish(w);
       w.reject(w.gone ?? this.closedWith);
@@ -390,19 +406,71 @@ export class Dispatcher<T extends DispatchTarget> {
   }
 
   /**
+   * Give a fleet slot back: the fleet hands it on to the first job waiting for that backend,
+   * wherever it waits. Until it has said to whom, this instance claims nothing there.
+   */
+  private handOff(b: T, leaseId: string): void {
+    this.block(b, 1_000);
+    void this.gate!.release(b, leaseId).then(
+      (h) => {
+        if (h.to === 'other') return; // set aside until a slot frees there
+        this.unblock(b);
+        if (h.to === 'here') this.granted(b, h.ticket, h.leaseId);
+        this.drain();
+      },
+      () => {
+        this.unblock(b);
+        this.drain();
+      },
+    );
+  }
+
+  /**
+   * A slot of `b` was handed to this instance for the waiter holding `ticket`: it goes to that
+   * waiter, or (gone, or busy claiming elsewhere) to the first one here that can use `b`; with
+   * none, it is handed on.
+   */
+  private granted(b: T, ticket: string, leaseId: string): void {
+    let w = this.tickets.get(ticket);
+    if (!w || w.done || w.claiming || !w.node || !this.fits(b, w)) w = this.firstFor(b);
+    if (!w || this.closedWith) {
+      this.consumed(ticket, undefined);
+      this.handOff(b, leaseId);
+      return;
+    }
+    this.consumed(ticket, w);
+    this.queue.remove(w.node!);
+    w.node = undefined;
+    this.finish(w);
+    this.count('dequeued');
+    w.resolve(this.lease(b, performance.now() - w.enqueuedAt, w.warmKey, leaseId));
+  }
+
+  /** The waiter served first (class, tag, arrival) among those that may use `b`. */
+  private firstFor(b: T): Waiter<T> | undefined {
+    let best: Waiter<T> | undefined;
+    for (const g of this.queue.groups()) {
+      const top = g.heap[0]!.value;
+      if ((!best || ahead(top, best)) && this.fits(b, top)) best = top;
+    }
+    for (const e of this.queue.apart()) if ((!best || ahead(e.value, best)) && this.fits(b, e.value)) best = e.value;
+    return best;
+  }
+
+  /**
    * A grant consumed the fleet's head ticket, which is this instance's. Mostly it is the
    * waiter's own; when it is another waiter's here, that one takes over the served waiter's
    * ticket, so each waiter still holds one place in the fleet's order.
    */
-  private consumed(ticket: string, served: Waiter<T>): void {
+  private consumed(ticket: string, served: Waiter<T> | undefined): void {
     const owner = this.tickets.get(ticket);
     this.tickets.delete(ticket);
     if (owner === undefined || owner === served) {
-      if (served.ticket === ticket) served.ticket = undefined;
+      if (served?.ticket === ticket) served.ticket = undefined;
       return;
     }
     owner.ticket = undefined;
-    if (served.ticket !== undefined) {
+    if (served?.ticket !== undefined) {
       owner.ticket = served.ticket;
       this.tickets.set(served.ticket, owner);
       served.ticket = undefined;
@@ -539,7 +607,7 @@ export class Dispatcher<T extends DispatchTarget> {
         if (released) return;
         released = true;
         b.inFlight--;
-        if (fleetLease !== undefined) this.gate!.release(b, fleetLease);
+        if (fleetLease !== undefined) this.handOff(b, fleetLease);
         this.onRelease(b);
         this.drain();
       },

@@ -27,13 +27,22 @@ export type Claim =
   /** `full`: no slot free fleet-wide; `turn`: a job waiting at another instance comes first */
   | { readonly granted: false; readonly reason: 'full' | 'turn'; readonly retryMs: number };
 
+export type Handoff = { readonly to: 'nobody' | 'other' } | { readonly to: 'here'; readonly ticket: string; readonly leaseId: string };
+
 export interface FleetGate<T> {
   /** the most jobs this instance may run at `b`: all its slots while the fleet is reachable, its share when not */
   cap(b: T): number;
   /** Claim one of `b`'s slots fleet-wide for a job of this instance (never rejects: an unreachable fleet grants within this instance's share). */
   claim(b: T): Promise<Claim>;
-  /** Give a claimed slot back (and tell the other instances it is free). */
-  release(b: T, leaseId: string): void;
+  /**
+   * Give a claimed slot back. The fleet hands it at once to the first waiting job that backend
+   * can serve: one of this instance's (`here`: resolve it with the new lease), another
+   * instance's (`other`: told on its own channel), or nobody (the slot is free; every instance
+   * hears so).
+   */
+  release(b: T, leaseId: string): Promise<Handoff>;
+  /** Hear a slot another instance handed to one of this instance's waiting jobs (by its ticket). */
+  onGranted(listener: (b: T, ticket: string, leaseId: string) => void): void;
   /** Put a waiting job in the fleet's order: its ticket and its virtual finish tag there (undefined: the fleet is unreachable). */
   enqueue(w: FleetWaiter): Promise<Enqueued | undefined>;
   /** A waiting job left (served locally without its ticket, evicted, or its client went). */

@@ -80,6 +80,7 @@ export class SharedState {
   /** Connect (a Redis that is not there yet is not an error: the instance starts on its own). */
   async start(): Promise<void> {
     await Promise.all([this.client.connect().catch(() => {}), this.sub.connect().catch(() => {})]);
+    if (this.client.status === 'ready') await this.becameReady();
     if (!this.reachable) {
       this.wasDown = true;
       this.log.warn({ redis: redactUrl(this.opts.url) }, "shared state: Redis unreachable at start; going on alone with each backend's slots until it answers");

@@ -4,11 +4,13 @@
 // - A backend's slots are a hash of leases (lease id -> expiry, Redis's clock). A claim, in one
 //   Lua script, drops expired leases and takes one if fewer than `slots` are held. The holder
 //   renews its leases at every heartbeat; an instance that dies (SIGKILL, power loss) frees its
-//   slots when they expire, never earlier. A release deletes the lease and publishes the
+//   slots when they expire, never earlier. A release deletes the lease and, in the same script,
+//   hands the slot to the first waiting job that backend can serve (a lease written for it, its
+//   instance told on its `grant:<instance>` channel); with nobody waiting it publishes the
 //   backend on the `freed` channel, so every instance hears of it at once.
 // - Waiting jobs are tickets in one sorted set per priority class, scored by their virtual finish
 //   tag (weighted fair queueing between flows, the fleet's virtual time and flow tags kept in
-//   Redis too), ties in arrival order. A claim for a backend is granted only to the instance
+//   Redis too), ties in arrival order. A claim for a free slot is granted only to the instance
 //   whose ticket is the first that backend can serve; another instance is told to wait its
 //   turn, and a turn not taken within a grace time passes on (an instance that holds a ticket
 //   but cannot use the slot must not stall the fleet). Tickets of dead instances are dropped.
@@ -19,73 +21,113 @@
 //   re-asserts its leases and tickets, and keeps to its share for one lease time more, while
 //   the others re-assert theirs.
 import type { Backend } from '../backends/backend.js';
-import type { Claim, Enqueued, FleetGate, FleetWaiter } from '../dispatch/fleet-gate.js';
+import type { Claim, Enqueued, FleetGate, FleetWaiter, Handoff } from '../dispatch/fleet-gate.js';
 import { modelKey } from '../models/name.js';
 import type { SharedState } from './connection.js';
 
-/** KEYS: slots hash, queue:0, queue:1, virtual time, turn, waiting per flow. ARGV: slots, lease ms, instance, lease id, instance key prefix, apis, model mode, grace ms, models... */
-const CLAIM = `
+// Shared by the claim and the release: KEYS are the backend's slots, queue:0, queue:1, the
+// virtual time, the backend's turn and the waiting count per flow; ARGV[1..7] the backend's
+// slots, the lease time, this instance, a lease id, the instances' key prefix, the APIs the
+// backend speaks and how its models are spelled ('*': any).
+const SLOT_COMMON = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local held = redis.call('HGETALL', KEYS[1])
-local n, soonest = 0, nil
-for i = 1, #held, 2 do
-  local e = tonumber(held[i + 1])
-  if e <= now then redis.call('HDEL', KEYS[1], held[i])
-  else
-    n = n + 1
-    if soonest == nil or e < soonest then soonest = e end
+-- leases held (expired ones dropped), and the soonest to run out
+local function live()
+  local held = redis.call('HGETALL', KEYS[1])
+  local n, soonest = 0, nil
+  for i = 1, #held, 2 do
+    local e = tonumber(held[i + 1])
+    if e <= now then redis.call('HDEL', KEYS[1], held[i])
+    else
+      n = n + 1
+      if soonest == nil or e < soonest then soonest = e end
+    end
   end
+  return n, soonest
 end
-if n >= tonumber(ARGV[1]) then return {0, tostring(soonest - now)} end
-local apis = {}
-for a in string.gmatch(ARGV[6], '[^,]+') do apis[a] = true end
-local mode = ARGV[7]
-local models = {}
-for i = 9, #ARGV do models[ARGV[i]] = true end
-local turn = redis.call('GET', KEYS[5])
-local head, headQ, headScore = nil, nil, nil
-for q = 2, 3 do
-  local list = redis.call('ZRANGE', KEYS[q], 0, 255, 'WITHSCORES')
-  for i = 1, #list, 2 do
-    local m = list[i]
-    local _, _, inst, flow, api, okey, raw = string.find(m, '^[^|]*|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
-    if inst == nil or redis.call('EXISTS', ARGV[5] .. inst) == 0 then
-      redis.call('ZREM', KEYS[q], m)
-      if flow and redis.call('HINCRBY', KEYS[6], flow, -1) <= 0 then redis.call('HDEL', KEYS[6], flow) end
-    elseif apis[api] and (mode == '*' or raw == '' or (mode == 'ollama' and models[okey]) or (mode == 'openai' and models[raw])) then
-      local passed = false
-      if turn and inst ~= ARGV[3] then
-        local _, _, tm, deadline = string.find(turn, '^(.*)#(%d+)$')
-        if tm == m and tonumber(deadline) < now then passed = true end
-      end
-      if not passed then
-        head, headQ, headScore = m, q, list[i + 1]
-        break
+-- the first waiting ticket this backend can serve (tickets of dead instances dropped); a turn
+-- given to another instance that it did not take by its deadline is passed over
+local function first(modelsFrom, turn)
+  local apis = {}
+  for a in string.gmatch(ARGV[6], '[^,]+') do apis[a] = true end
+  local mode = ARGV[7]
+  local models = {}
+  for i = modelsFrom, #ARGV do models[ARGV[i]] = true end
+  for q = 2, 3 do
+    local list = redis.call('ZRANGE', KEYS[q], 0, 255, 'WITHSCORES')
+    for i = 1, #list, 2 do
+      local m = list[i]
+      local _, _, inst, flow, api, okey, raw = string.find(m, '^[^|]*|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+      if inst == nil or redis.call('EXISTS', ARGV[5] .. inst) == 0 then
+        redis.call('ZREM', KEYS[q], m)
+        if flow and redis.call('HINCRBY', KEYS[6], flow, -1) <= 0 then redis.call('HDEL', KEYS[6], flow) end
+      elseif apis[api] and (mode == '*' or raw == '' or (mode == 'ollama' and models[okey]) or (mode == 'openai' and models[raw])) then
+        local passed = false
+        if turn and inst ~= ARGV[3] then
+          local _, _, tm, deadline = string.find(turn, '^(.*)#(%d+)$')
+          if tm == m and tonumber(deadline) < now then passed = true end
+        end
+        if not passed then return m, q, list[i + 1], inst end
       end
     end
   end
-  if head then break end
+  return nil
 end
-if head then
-  local _, _, owner = string.find(head, '^[^|]*|([^|]*)|')
-  if owner ~= ARGV[3] then
-    local grace = tonumber(ARGV[8])
-    if not turn or string.sub(turn, 1, #head + 1) ~= head .. '#' then
-      redis.call('SET', KEYS[5], head .. '#' .. (now + grace), 'PX', grace * 4)
-    end
-    return {2, tostring(grace)}
-  end
-  redis.call('ZREM', KEYS[headQ], head)
-  local _, _, flow = string.find(head, '^[^|]*|[^|]*|([^|]*)|')
+-- the ticket leaves the queue: its flow waits one job less, and the fleet's virtual time moves on
+local function take(m, q, score)
+  redis.call('ZREM', KEYS[q], m)
+  local _, _, flow = string.find(m, '^[^|]*|[^|]*|([^|]*)|')
   if redis.call('HINCRBY', KEYS[6], flow, -1) <= 0 then redis.call('HDEL', KEYS[6], flow) end
   local vt = tonumber(redis.call('GET', KEYS[4]) or '0')
-  if tonumber(headScore) > vt then redis.call('SET', KEYS[4], headScore) end
+  if tonumber(score) > vt then redis.call('SET', KEYS[4], score) end
 end
-redis.call('HSET', KEYS[1], ARGV[4], now + tonumber(ARGV[2]))
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
-if head then return {1, tostring(headQ - 2) .. '#' .. head .. '@' .. n} end
+local function lease(id)
+  redis.call('HSET', KEYS[1], id, now + tonumber(ARGV[2]))
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+end
+`;
+
+/** ARGV[8]: grace ms, ARGV[9..]: models. Returns {1, ticket@held} granted, {0, ms} full, {2, ms} another's turn. */
+const CLAIM = `${SLOT_COMMON}
+local n, soonest = live()
+if n >= tonumber(ARGV[1]) then return {0, tostring(soonest - now)} end
+local turn = redis.call('GET', KEYS[5])
+local head, q, score, owner = first(9, turn)
+if head and owner ~= ARGV[3] then
+  local grace = tonumber(ARGV[8])
+  if not turn or string.sub(turn, 1, #head + 1) ~= head .. '#' then
+    redis.call('SET', KEYS[5], head .. '#' .. (now + grace), 'PX', grace * 4)
+  end
+  return {2, tostring(grace)}
+end
+if head then take(head, q, score) end
+lease(ARGV[4])
+if head then return {1, tostring(q - 2) .. '#' .. head .. '@' .. n} end
 return {1, '@' .. n}
+`;
+
+/**
+ * A slot given back (ARGV[4] the lease) goes straight to the first waiting ticket that backend
+ * can serve, whichever instance it waits at: a lease is written for it and its instance told on
+ * its grant channel (ARGV[8] the channel prefix, ARGV[9] the backend). With nobody waiting, the
+ * backend is published freed. Returns {ticket, lease, owner}, or {''}.
+ */
+const RELEASE = `${SLOT_COMMON}
+redis.call('HDEL', KEYS[1], ARGV[4])
+local n = live()
+if n >= tonumber(ARGV[1]) then return {''} end
+local head, q, score, owner = first(10, nil)
+if not head then
+  redis.call('PUBLISH', ARGV[8] .. 'freed', ARGV[9])
+  return {''}
+end
+take(head, q, score)
+local id = owner .. ':t' .. string.sub(head, 1, 15)
+lease(id)
+local ticket = tostring(q - 2) .. '#' .. head
+if owner ~= ARGV[3] then redis.call('PUBLISH', ARGV[8] .. 'grant:' .. owner, ARGV[9] .. '\\n' .. ticket .. '\\n' .. id) end
+return {ticket, id, owner}
 `;
 
 /**
@@ -146,6 +188,7 @@ type Reply = [number | string, string];
 
 interface SlotCommands {
   ogwClaim(...args: (string | number)[]): Promise<Reply>;
+  ogwRelease(...args: (string | number)[]): Promise<string[]>;
   ogwEnqueue(...args: (string | number)[]): Promise<Reply>;
   ogwRenew(...args: (string | number)[]): Promise<number>;
   ogwLeave(...args: (string | number)[]): Promise<number>;
@@ -173,6 +216,9 @@ export class FleetSlots implements FleetGate<Backend> {
   private readonly ids = new WeakMap<Backend, string>();
   private readonly modelArgs = new WeakMap<object, string[]>();
   private leases = 0;
+  /** claims by how they ended: granted, refused for want of a slot, refused for another instance's turn, granted locally (Redis away) */
+  readonly claims = { granted: 0, full: 0, turn: 0, local: 0, handedOut: 0, handedIn: 0 };
+  private readonly grantListeners: ((b: Backend, ticket: string, leaseId: string) => void)[] = [];
   private readonly freedListeners: ((b: Backend | undefined) => void)[] = [];
   private readonly commands: SlotCommands;
 
@@ -182,14 +228,28 @@ export class FleetSlots implements FleetGate<Backend> {
   ) {
     const c = shared.client;
     c.defineCommand('ogwClaim', { numberOfKeys: 6, lua: CLAIM });
+    c.defineCommand('ogwRelease', { numberOfKeys: 6, lua: RELEASE });
     c.defineCommand('ogwEnqueue', { numberOfKeys: 6, lua: ENQUEUE });
     c.defineCommand('ogwRenew', { numberOfKeys: 1, lua: RENEW });
     c.defineCommand('ogwLeave', { numberOfKeys: 2, lua: LEAVE });
     c.defineCommand('ogwForget', { numberOfKeys: 3, lua: FORGET });
     this.commands = c as unknown as SlotCommands;
     shared.subscribe('freed', (id) => {
-      const b = this.backends().find((x) => this.idOf(x) === id);
+      const b = this.byId(id);
       if (b) for (const l of this.freedListeners) l(b);
+    });
+    // a slot another instance gave back, handed to one of this instance's waiters
+    shared.subscribe(`grant:${shared.instance}`, (message) => {
+      const [id, ticket, leaseId] = message.split('\n');
+      const b = this.byId(id!);
+      this.claims.handedIn++;
+      if (!b) {
+        // a backend this instance does not know (configs differ): the slot goes on to the next
+        void this.releaseById(id!, leaseId!);
+        return;
+      }
+      this.hold(b, leaseId!);
+      for (const l of this.grantListeners) l(b, ticket!, leaseId!);
     });
     shared.onTick(() => this.renewAll());
     shared.onUp(() => {
@@ -235,11 +295,15 @@ export class FleetSlots implements FleetGate<Backend> {
         ...this.served(b),
       );
       if (Number(code) === 1) {
+        this.claims.granted++;
         this.others.set(b, Math.max(0, Number(detail.slice(detail.lastIndexOf('@') + 1)) - (this.held.get(b)?.size ?? 0)));
         this.hold(b, leaseId);
         return { granted: true, leaseId, ticket: detail.slice(0, detail.lastIndexOf('@')) };
       }
-      if (Number(code) === 0) this.others.set(b, Math.max(0, b.slots - (this.held.get(b)?.size ?? 0)));
+      if (Number(code) === 0) {
+        this.claims.full++;
+        this.others.set(b, Math.max(0, b.slots - (this.held.get(b)?.size ?? 0)));
+      } else this.claims.turn++;
       // full: try again when the first lease runs out (a release is heard at once anyway), at most a second from now
       return Number(code) === 0 ? { granted: false, reason: 'full', retryMs: Math.min(Number(detail) + 5, 1_000) } : { granted: false, reason: 'turn', retryMs: Number(detail) + 10 };
     } catch {
@@ -248,19 +312,52 @@ export class FleetSlots implements FleetGate<Backend> {
     }
   }
 
-  release(b: Backend, leaseId: string): void {
+  async release(b: Backend, leaseId: string): Promise<Handoff> {
     const mine = this.held.get(b);
     mine?.delete(leaseId);
     if (mine?.size === 0) this.held.delete(b);
-    if (!this.shared.up) return;
-    const id = this.idOf(b);
-    // (a release that does not arrive is no harm: the lease runs out)
-    void this.shared.client
-      .pipeline()
-      .hdel(this.shared.key(`slots:${id}`), leaseId)
-      .publish(this.shared.key('freed'), id)
-      .exec()
-      .catch(() => {});
+    if (!this.shared.up) return { to: 'nobody' };
+    try {
+      const [ticket, lease, owner] = await this.releaseById(this.idOf(b), leaseId, b);
+      if (!ticket) return { to: 'nobody' };
+      this.claims.handedOut++;
+      if (owner !== this.shared.instance) return { to: 'other' };
+      this.hold(b, lease!);
+      return { to: 'here', ticket, leaseId: lease! };
+    } catch {
+      // (a release that does not arrive is no harm: the lease runs out)
+      return { to: 'nobody' };
+    }
+  }
+
+  onGranted(listener: (b: Backend, ticket: string, leaseId: string) => void): void {
+    this.grantListeners.push(listener);
+  }
+
+  private releaseById(id: string, leaseId: string, b?: Backend): Promise<string[]> {
+    const k = (n: string) => this.shared.key(n);
+    return this.commands.ogwRelease(
+      k(`slots:${id}`),
+      k('queue:0'),
+      k('queue:1'),
+      k('vt'),
+      k(`turn:${id}`),
+      k('waiting'),
+      b?.slots ?? 0,
+      this.shared.opts.leaseMs,
+      this.shared.instance,
+      leaseId,
+      k('instance:'),
+      b ? (b.type === 'ollama' ? 'ollama,openai' : 'openai') : '',
+      b?.catalog.known ? b.type : '*',
+      this.shared.key(''),
+      id,
+      ...(b ? this.served(b) : []),
+    );
+  }
+
+  private byId(id: string): Backend | undefined {
+    return this.backends().find((x) => this.idOf(x) === id);
   }
 
   async enqueue(w: FleetWaiter): Promise<Enqueued | undefined> {
@@ -310,6 +407,7 @@ export class FleetSlots implements FleetGate<Backend> {
   }
 
   private local(b: Backend, leaseId: string): Claim {
+    this.claims.local++;
     this.hold(b, leaseId);
     return { granted: true, leaseId, ticket: '' };
   }
