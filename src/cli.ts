@@ -10,7 +10,6 @@ import { existsSync } from 'node:fs';
 import { monthStartDay } from './usage/period.js';
 import { parseSince, usageJson, usageTable } from './usage/report.js';
 import { SqliteUsageStore } from './usage/sqlite.js';
-import { queryUsage } from './usage/postgres.js';
 import { createLogger } from './log/logger.js';
 import { hashKey, newKey } from './auth/keys.js';
 import { Simulator } from './simulator/simulator.js';
@@ -169,6 +168,7 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
       if (postgres) {
         let rows;
         try {
+          const { queryUsage } = await import('./usage/postgres.js');
           rows = await queryUsage(postgres, { since, key: o.key });
         } catch (err) {
           throw new StartupError(`cannot read the usage ledger in PostgreSQL ${redactUrl(postgres)}: ${(err as Error).message}`, { cause: err });

@@ -28,7 +28,7 @@ import { TokenBudgets } from './auth/budgets.js';
 import { UsageLedger } from './usage/ledger.js';
 import { monthStartDay } from './usage/period.js';
 import { SqliteUsageStore } from './usage/sqlite.js';
-import { PostgresUsageStore } from './usage/postgres.js';
+import type * as Postgres from './usage/postgres.js';
 import { MemoryUsageStore, type UsageStore } from './usage/store.js';
 import type { RouteKind } from './front/routes.js';
 import { STATUS_PAGE } from './status/page.js';
@@ -42,10 +42,16 @@ import { Passthrough } from './api/passthrough.js';
 import { Forwarder } from './forward/forward.js';
 import { Tracing } from './tracing/tracing.js';
 import { isAdminPath, routeLabel } from './front/routes.js';
-import { SharedState } from './shared/connection.js';
-import { FleetSlots } from './shared/fleet-slots.js';
-import { SharedBudgets, SharedKeyLimiter } from './shared/shared-limits.js';
+import type * as SharedConnection from './shared/connection.js';
+import type * as SharedSlots from './shared/fleet-slots.js';
+import type * as SharedLimits from './shared/shared-limits.js';
 import type { Budgets } from './auth/budgets.js';
+
+/** Modules loaded only when the config asks for them: a lone gateway keeps ioredis and pg out of its memory. */
+interface Optional {
+  readonly redis?: { readonly connection: typeof SharedConnection; readonly slots: typeof SharedSlots; readonly limits: typeof SharedLimits };
+  readonly postgres?: typeof Postgres;
+}
 
 export interface GatewayOptions {
   readonly config: GatewayConfig;
@@ -104,15 +110,18 @@ export class Gateway {
   /** when the running config was loaded (start or the last reload), epoch ms */
   private configLoadedAt = Date.now();
   /** the fleet's shared state, when several instances share it through Redis */
-  readonly shared: SharedState | undefined;
+  readonly shared: SharedConnection.SharedState | undefined;
+  /** the ledger in PostgreSQL, when usage.postgres_url is set */
+  private readonly postgres: Postgres.PostgresUsageStore | undefined;
 
-  private constructor(opts: GatewayOptions) {
+  private constructor(opts: GatewayOptions, optional: Optional) {
     this.cfg = opts.config;
     this.keys = new KeyRing(opts.config.keys);
     this.log = opts.logger ?? createLogger({ level: opts.config.logLevel, format: opts.config.logFormat });
     this.registry = new Registry(this.cfg, this.log);
     const s = this.cfg.shared;
-    this.shared = s.redisUrl ? new SharedState({ url: s.redisUrl, prefix: s.prefix, leaseMs: s.leaseMs }, this.log) : undefined;
+    const redis = optional.redis;
+    this.shared = redis && s.redisUrl ? new redis.connection.SharedState({ url: s.redisUrl, prefix: s.prefix, leaseMs: s.leaseMs }, this.log) : undefined;
     this.dispatcher = new Dispatcher<Backend>(
       () => this.registry.all,
       this.dispatchOptions(this.cfg),
@@ -120,7 +129,7 @@ export class Gateway {
       (b, warmKey) => {
         if (warmKey !== undefined) b.catalog.noteSent(warmKey);
       },
-      this.shared ? new FleetSlots(this.shared, () => this.registry.all) : undefined,
+      redis && this.shared ? new redis.slots.FleetSlots(this.shared, () => this.registry.all) : undefined,
     );
     this.registry.on((e) => {
       if (e.type === 'down' || e.type === 'retiring' || e.type === 'removed' || e.type === 'drained') this.dispatcher.pruneStranded();
@@ -133,7 +142,7 @@ export class Gateway {
       queueSize: () => this.dispatcher.queueSize,
       keyQueueDepth: () => this.keyQueueDepth(),
       ...(this.shared ? { sharedUp: () => this.shared!.up } : {}),
-      ...(this.cfg.usage.postgresUrl ? { usageUnwritten: () => (this.ledger.store instanceof PostgresUsageStore ? this.ledger.store.pending : 0) } : {}),
+      ...(optional.postgres ? { usageUnwritten: () => this.postgres?.pending ?? 0 } : {}),
     });
     this.history = new StatusHistory(() => ({ queueDepth: this.dispatcher.queueDepth, inFlight: this.registry.all.reduce((n, b) => n + b.inFlight, 0) }));
     this.dispatcher.on((e) => {
@@ -148,13 +157,14 @@ export class Gateway {
       this.dispatcher.drain();
       this.dispatcher.pruneStranded();
     });
+    this.postgres = optional.postgres && this.cfg.usage.postgresUrl ? new optional.postgres.PostgresUsageStore(this.cfg.usage.postgresUrl, this.log, { dropped: (n) => this.metrics.usageDropped(n) }) : undefined;
     this.ledger = new UsageLedger(
-      this.cfg.usage.postgresUrl ? new PostgresUsageStore(this.cfg.usage.postgresUrl, this.log, { dropped: (n) => this.metrics.usageDropped(n) }) : openStore(this.cfg.usage.path),
+      this.postgres ?? openStore(this.cfg.usage.path),
       this.cfg.usage.flushMs,
       this.log,
     );
     // budgets go on from what this month has used so far (the ledger survives restarts)
-    this.budgets = this.shared ? new SharedBudgets(this.shared, () => this.ledger.rows({ since: monthStartDay(Date.now()) })) : new TokenBudgets();
+    this.budgets = redis && this.shared ? new redis.limits.SharedBudgets(this.shared, () => this.ledger.rows({ since: monthStartDay(Date.now()) })) : new TokenBudgets();
     try {
       this.budgets.seed(this.ledger.rows({ since: monthStartDay(Date.now()) }));
     } catch (err) {
@@ -170,7 +180,7 @@ export class Gateway {
       refreshCatalog,
       relay: { stop: this.deadline, gapObserver: (backend, model) => this.metrics.gapObserver(backend, this.modelLabel(model)) },
     });
-    const limiter = this.shared ? new SharedKeyLimiter(this.shared) : new KeyLimiter();
+    const limiter = redis && this.shared ? new redis.limits.SharedKeyLimiter(this.shared) : new KeyLimiter();
     const admission = new Admission({ limiter, budgets: this.budgets, inspector: this.inspector, config });
     const jobs = new Jobs({ registry: this.registry, dispatcher: this.dispatcher, inspector: this.inspector, admission, forwarder, config });
     const passthrough = new Passthrough({ registry: this.registry, dispatcher: this.dispatcher, inspector: this.inspector, forwarder, config, refreshCatalog });
@@ -201,13 +211,19 @@ export class Gateway {
 
   /** Build, bind the listener and start health checks. */
   static async start(opts: GatewayOptions): Promise<Gateway> {
-    const g = new Gateway(opts);
+    const cfg = opts.config;
+    const optional: Optional = {
+      ...(cfg.shared.redisUrl
+        ? { redis: { connection: await import('./shared/connection.js'), slots: await import('./shared/fleet-slots.js'), limits: await import('./shared/shared-limits.js') } }
+        : {}),
+      ...(cfg.usage.postgresUrl ? { postgres: await import('./usage/postgres.js') } : {}),
+    };
+    const g = new Gateway(opts, optional);
     g.tracing = await Tracing.start(g.cfg.tracing, VERSION);
     await g.shared?.start();
-    const store = g.ledger.store;
-    if (store instanceof PostgresUsageStore) {
+    if (g.postgres) {
       // this month's rows (every instance's) before the first job: budgets go on from them
-      await store.open().catch(() => {});
+      await g.postgres.open().catch(() => {});
       g.budgets.seed(g.ledger.rows({ since: monthStartDay(Date.now()) }));
     }
     g.registry.apply(g.cfg);

@@ -4,7 +4,8 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import t from 'tap';
 import { launch } from './browser.js';
-import { chat, configFile, post, startGateway, startSims } from './helpers.js';
+import { chat, configFile, post, startGateway, startSims, until } from './helpers.js';
+import { startRedis } from './services.js';
 import { hashKey } from '../dist/src/auth/keys.js';
 
 const SHOTS = new URL('../test-results/', import.meta.url).pathname;
@@ -118,5 +119,26 @@ t.test('with keys: the page asks for a key; an admin key sees the fleet, any oth
   mkdirSync(SHOTS, { recursive: true });
   await page.screenshot({ path: `${SHOTS}status-signed-in-key.png`, fullPage: true });
   t.notOk(logs.raw.some((l) => l.includes(APP) || l.includes(ADMIN)), "no key in any log line");
+  t.same(errors, [], 'no script errors');
+});
+
+t.test('with instances sharing Redis: the page says how many, and says so when Redis is gone', async (t) => {
+  const browser = await launch(t);
+  if (!browser) return;
+  const redis = await startRedis(t);
+  const sims = await startSims(t, 1, { ttftMs: 0, tokenMs: 0, tokens: 2 });
+  const a = await startGateway(t, sims, { redisUrl: redis.url });
+  await startGateway(t, sims, { redisUrl: redis.url });
+  await until(() => a.gateway.shared!.instances === 2, 'A has seen B');
+  const page = await browser.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${a.url}/status`);
+  await page.waitForFunction('/sharing slots/.test(document.querySelector("#meta").textContent)');
+  t.match(await page.textContent('#meta'), /one of 2 instance\(s\) sharing slots and queue through Redis/);
+  await redis.stop();
+  await until(() => !a.gateway.shared!.up, 'A sees Redis gone');
+  await page.waitForSelector('#shared-down', { timeout: 10_000 });
+  t.match(await page.textContent('#meta'), /Redis unreachable: this instance runs on its share of the slots/);
   t.same(errors, [], 'no script errors');
 });

@@ -95,7 +95,7 @@ export class TokenBudgets implements Budgets {
       s.at = t;
       if (s.level <= 0) {
         const waitS = Math.max(1, Math.ceil(((1 - s.level) * 60) / limits.perMinute));
-        throw new GatewayError('token_rate_limited', `key '${name}' is over its rate of ${limits.perMinute} tokens per minute`, { retryAfterSeconds: waitS });
+        throw tokenRateLimited(name, limits.perMinute, waitS);
       }
     }
     const estimate = promptEstimate + outputEstimate;
@@ -106,9 +106,7 @@ export class TokenBudgets implements Budgets {
     const outputReserved = Math.max(0, reserved - promptEstimate);
     if (outputEstimate > 0 && outputReserved === 0 && left !== Infinity) {
       // nothing left for it to generate once its prompt is counted: it could only be cut at once
-      throw new GatewayError('budget_exhausted', `key '${name}' has ${left} tokens of its budget left, not enough for this job's prompt (about ${promptEstimate}) and any answer`, {
-        retryAfterSeconds: s.held > 0 ? 1 : Math.max(1, Math.ceil(((limits.perDay !== undefined ? nextDayStart(t) : nextMonthStart(t)) - t) / 1000)),
-      });
+      throw noRoomLeft(name, limits, left, promptEstimate, s.held > 0, t);
     }
     s.held += reserved;
     s.consumed += promptEstimate;
@@ -186,7 +184,7 @@ export class TokenBudgets implements Budgets {
     if (!over(limits.perDay, s.dayUsed, false) && !over(limits.perMonth, s.monthUsed, false)) {
       // not spent: what is left is reserved by the key's jobs in flight, and frees as they end
       const left = Math.min(remaining(limits.perDay, s.dayUsed), remaining(limits.perMonth, s.monthUsed));
-      return new GatewayError('budget_exhausted', `key '${name}' has ${left} tokens of its budget left, all reserved by its jobs in flight; try again when they end`, { retryAfterSeconds: 1 });
+      return reservedOut(name, left);
     }
     return exhaustedError(name, limits, t, monthOver);
   }
@@ -198,6 +196,22 @@ export class TokenBudgets implements Budgets {
     if (!dayOver && !monthOver) return undefined;
     return exhaustedError(name, limits, t, monthOver);
   }
+}
+
+export function tokenRateLimited(name: string, perMinute: number, waitS: number): GatewayError {
+  return new GatewayError('token_rate_limited', `key '${name}' is over its rate of ${perMinute} tokens per minute`, { retryAfterSeconds: waitS });
+}
+
+/** What is left of the budget is held by the key's jobs in flight. */
+export function reservedOut(name: string, left: number | string): GatewayError {
+  return new GatewayError('budget_exhausted', `key '${name}' has ${left} tokens of its budget left, all reserved by its jobs in flight; try again when they end`, { retryAfterSeconds: 1 });
+}
+
+/** Too little is left for this job's prompt and any answer (`held`: jobs in flight hold some, and may give it back soon). */
+export function noRoomLeft(name: string, limits: TokenLimits, left: number | string, promptEstimate: number, held: boolean, t: number): GatewayError {
+  return new GatewayError('budget_exhausted', `key '${name}' has ${left} tokens of its budget left, not enough for this job's prompt (about ${promptEstimate}) and any answer`, {
+    retryAfterSeconds: held ? 1 : Math.max(1, Math.ceil(((limits.perDay !== undefined ? nextDayStart(t) : nextMonthStart(t)) - t) / 1000)),
+  });
 }
 
 /** The 429 for a spent budget: the month's when `month` (or when there is no day budget), else the day's. */

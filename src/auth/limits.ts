@@ -21,6 +21,15 @@ export interface Limiter {
   admit(name: string, limits: KeyLimits): (() => void) | Promise<() => void>;
 }
 
+/** The 429s of a key's limits, one spelling for this process's limiter and a fleet's. */
+export function concurrencyLimited(name: string, active: number | string): GatewayError {
+  return new GatewayError('concurrency_limited', `key '${name}' already has ${active} job(s) in the gateway, its limit`);
+}
+
+export function rateLimited(name: string, perMinute: number, waitS: number): GatewayError {
+  return new GatewayError('rate_limited', `key '${name}' is over its rate of ${perMinute} requests per minute`, { retryAfterSeconds: waitS });
+}
+
 export class KeyLimiter implements Limiter {
   private readonly state = new Map<string, State>();
 
@@ -39,7 +48,7 @@ export class KeyLimiter implements Limiter {
   admit(name: string, limits: KeyLimits): () => void {
     const s = this.of(name, limits);
     if (limits.maxConcurrent !== undefined && s.active >= limits.maxConcurrent) {
-      throw new GatewayError('concurrency_limited', `key '${name}' already has ${s.active} job(s) in the gateway, its limit`);
+      throw concurrencyLimited(name, s.active);
     }
     if (limits.requestsPerMinute !== undefined) {
       const capacity = limits.burst ?? limits.requestsPerMinute;
@@ -49,7 +58,7 @@ export class KeyLimiter implements Limiter {
       s.at = t;
       if (s.tokens < 1) {
         const waitS = Math.max(1, Math.ceil((1 - s.tokens) / perMs / 1000));
-        throw new GatewayError('rate_limited', `key '${name}' is over its rate of ${limits.requestsPerMinute} requests per minute`, { retryAfterSeconds: waitS });
+        throw rateLimited(name, limits.requestsPerMinute, waitS);
       }
       s.tokens -= 1;
     }

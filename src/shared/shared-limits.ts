@@ -13,12 +13,12 @@
 // While Redis is unreachable each instance enforces each key's limits on its own (as one
 // gateway), and keeps what it settled to add when Redis answers again.
 import type { KeyLimits } from '../auth/limits.js';
-import { KeyLimiter } from '../auth/limits.js';
+import { concurrencyLimited, KeyLimiter, rateLimited } from '../auth/limits.js';
 import type { Budgets, Charge, KeyUsage } from '../auth/budgets.js';
-import { exhaustedError as exhausted, TokenBudgets } from '../auth/budgets.js';
+import { exhaustedError as exhausted, noRoomLeft, reservedOut, TokenBudgets, tokenRateLimited } from '../auth/budgets.js';
 import type { TokenLimits } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
-import { dayOf, monthOf, nextDayStart, nextMonthStart } from '../usage/period.js';
+import { dayOf, monthOf } from '../usage/period.js';
 import type { UsageRow } from '../usage/store.js';
 import type { SharedState } from './connection.js';
 
@@ -221,10 +221,8 @@ export class SharedKeyLimiter {
     } catch {
       return this.local.admit(name, limits);
     }
-    if (Number(verdict) === 1) throw new GatewayError('concurrency_limited', `key '${name}' already has ${detail} job(s) in the gateway, its limit`);
-    if (Number(verdict) === 2) {
-      throw new GatewayError('rate_limited', `key '${name}' is over its rate of ${limits.requestsPerMinute} requests per minute`, { retryAfterSeconds: Math.max(1, Math.ceil(Number(detail) / 1000)) });
-    }
+    if (Number(verdict) === 1) throw concurrencyLimited(name, detail);
+    if (Number(verdict) === 2) throw rateLimited(name, limits.requestsPerMinute!, Math.max(1, Math.ceil(Number(detail) / 1000)));
     if (limits.maxConcurrent === undefined) return () => {};
     let mine = this.leases.get(name);
     if (!mine) {
@@ -315,13 +313,11 @@ export class SharedBudgets implements Budgets {
       case 'spent':
         throw exhausted(name, limits, t, a === 'month');
       case 'reserved_out':
-        throw new GatewayError('budget_exhausted', `key '${name}' has ${a} tokens of its budget left, all reserved by its jobs in flight; try again when they end`, { retryAfterSeconds: 1 });
+        throw reservedOut(name, a!);
       case 'no_room':
-        throw new GatewayError('budget_exhausted', `key '${name}' has ${a} tokens of its budget left, not enough for this job's prompt (about ${promptEstimate}) and any answer`, {
-          retryAfterSeconds: Number(b) > 0 ? 1 : Math.max(1, Math.ceil(((limits.perDay !== undefined ? nextDayStart(t) : nextMonthStart(t)) - t) / 1000)),
-        });
+        throw noRoomLeft(name, limits, a!, promptEstimate, Number(b) > 0, t);
       case 'rate':
-        throw new GatewayError('token_rate_limited', `key '${name}' is over its rate of ${limits.perMinute} tokens per minute`, { retryAfterSeconds: Number(a) });
+        throw tokenRateLimited(name, limits.perMinute!, Number(a));
       default:
     }
     const reserved = Number(a);

@@ -54,9 +54,14 @@ function chart(id, samples, series) {
 function about(g) {
   return 'v' + esc(g.version) + ' on Node ' + esc(g.node) + ' · up ' + ago(g.uptime_seconds) + ' · config loaded ' + time(g.config_loaded_at);
 }
+function sharing(s) {
+  if (!s.shared) return '';
+  return s.shared.redis === 'up' ? ' · one of ' + s.shared.instances + ' instance(s) sharing slots and queue through Redis (in flight and queued: this instance only)'
+    : ' · <span class="down" id="shared-down">Redis unreachable: this instance runs on its share of the slots</span>';
+}
 function fleet(s) {
   $('meta').innerHTML = s.backends.filter((b) => b.healthy && !b.retiring && !b.drained).length + ' of ' + s.backends.length + ' backends up · ' + s.in_flight +
-    ' in flight · ' + s.queue.depth + ' of ' + s.queue.size + ' queued · ' + about(s.gateway) + ' · updated ' + time(Date.now());
+    ' in flight · ' + s.queue.depth + ' of ' + s.queue.size + ' queued · ' + about(s.gateway) + sharing(s) + ' · updated ' + time(Date.now());
   $('backends').innerHTML = s.backends.map((b) => {
     const state = b.drained ? '<span class="down">drained</span><br><small>finishes what it holds, takes nothing new</small>' : b.healthy ? (b.retiring ? '<span class="down">retiring</span>' : '<span class="up">up</span>')
       : '<span class="down">down</span>' + (b.down_since ? '<br><small class="since">since ' + time(b.down_since) + '</small>' : '') + (b.last_error ? '<br><small class="why">' + esc(b.last_error) + '</small>' : '');
