@@ -274,26 +274,8 @@ export class FleetSlots implements FleetGate<Backend> {
   async claim(b: Backend): Promise<Claim> {
     const leaseId = `${this.shared.instance}:${(this.leases++).toString(36)}`;
     if (!this.shared.up) return this.local(b, leaseId);
-    const id = this.idOf(b);
-    const k = (n: string) => this.shared.key(n);
     try {
-      const [code, detail] = await this.commands.ogwClaim(
-        k(`slots:${id}`),
-        k('queue:0'),
-        k('queue:1'),
-        k('vt'),
-        k(`turn:${id}`),
-        k('waiting'),
-        b.slots,
-        this.shared.opts.leaseMs,
-        this.shared.instance,
-        leaseId,
-        k('instance:'),
-        b.type === 'ollama' ? 'ollama,openai' : 'openai',
-        b.catalog.known ? b.type : '*',
-        TURN_GRACE_MS,
-        ...this.served(b),
-      );
+      const [code, detail] = await this.commands.ogwClaim(...this.slotArgs(this.idOf(b), leaseId, b), TURN_GRACE_MS, ...this.served(b));
       if (Number(code) === 1) {
         this.claims.granted++;
         this.others.set(b, Math.max(0, Number(detail.slice(detail.lastIndexOf('@') + 1)) - (this.held.get(b)?.size ?? 0)));
@@ -335,25 +317,15 @@ export class FleetSlots implements FleetGate<Backend> {
   }
 
   private releaseById(id: string, leaseId: string, b?: Backend): Promise<string[]> {
+    return this.commands.ogwRelease(...this.slotArgs(id, leaseId, b), this.shared.key(''), id, ...(b ? this.served(b) : []));
+  }
+
+  /** The keys and first arguments the claim and the release share (SLOT_COMMON); without `b`, a backend this instance does not know. */
+  private slotArgs(id: string, leaseId: string, b: Backend | undefined): (string | number)[] {
     const k = (n: string) => this.shared.key(n);
-    return this.commands.ogwRelease(
-      k(`slots:${id}`),
-      k('queue:0'),
-      k('queue:1'),
-      k('vt'),
-      k(`turn:${id}`),
-      k('waiting'),
-      b?.slots ?? 0,
-      this.shared.opts.leaseMs,
-      this.shared.instance,
-      leaseId,
-      k('instance:'),
-      b ? (b.type === 'ollama' ? 'ollama,openai' : 'openai') : '',
-      b?.catalog.known ? b.type : '*',
-      this.shared.key(''),
-      id,
-      ...(b ? this.served(b) : []),
-    );
+    const apis = b === undefined ? '' : b.type === 'ollama' ? 'ollama,openai' : 'openai';
+    const spelled = b?.catalog.known ? b.type : '*';
+    return [k(`slots:${id}`), k('queue:0'), k('queue:1'), k('vt'), k(`turn:${id}`), k('waiting'), b?.slots ?? 0, this.shared.opts.leaseMs, this.shared.instance, leaseId, k('instance:'), apis, spelled];
   }
 
   private byId(id: string): Backend | undefined {
