@@ -63,6 +63,8 @@ interface FleetReport {
   queue: { depth: number; size: number };
   in_flight: number;
   flows: { flow: string; queued: number }[];
+  /** with instances sharing Redis */
+  shared?: { redis: 'up' | 'down'; instances: number };
   keys: { name: string; requests: number; prompt_tokens: number; completion_tokens: number; errors: number; tokens_per_day: number | null }[];
 }
 
@@ -99,6 +101,13 @@ export function formatStatus(r: FleetReport | KeyReport, url: string): string {
   }
   const up = r.backends.filter((b) => b.healthy && !b.retiring && !b.drained).length;
   out.push(`backends: ${up} of ${r.backends.length} up · ${r.in_flight} in flight · ${r.queue.depth} of ${r.queue.size} queued`);
+  if (r.shared) {
+    out.push(
+      r.shared.redis === 'up'
+        ? `shared: one of ${r.shared.instances} instance(s) sharing slots, queue order, limits and budgets through Redis (in flight and queued above: this instance's)`
+        : "shared: REDIS UNREACHABLE: this instance runs on its share of each backend's slots and enforces key limits on its own",
+    );
+  }
   const width = Math.max(4, ...r.backends.map((b) => b.name.length));
   for (const b of r.backends) {
     const live = b.healthy && !b.drained ? `  ${b.loaded.join(', ') || '—'}  ${b.tokens_per_second} tok/s` : '';

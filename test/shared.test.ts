@@ -6,6 +6,7 @@ import { createInterface } from 'node:readline';
 import t from 'tap';
 import { Redis } from 'ioredis';
 import { hashKey } from '../dist/src/auth/keys.js';
+import { formatStatus } from '../dist/src/ops-client.js';
 import { chat, configFile, post, settled, sleep, startGateway, startSims, until } from './helpers.js';
 import { startRedis } from './services.js';
 
@@ -46,6 +47,7 @@ t.test('two instances in front of one-slot backends: no backend ever sees two jo
   const health = (await (await fetch(`${a.url}/healthz`)).json()) as { shared: unknown };
   t.match(health.shared, { redis: 'up', instances: 2 }, '/healthz tells the shared state and the instances');
   t.match((await a.gateway.metrics.render()).body, /ollama_gateway_shared_state_up 1\n/);
+  t.match(formatStatus(a.gateway.statusReport() as Parameters<typeof formatStatus>[0], a.url), /\nshared: one of 2 instance\(s\) sharing slots, queue order, limits and budgets through Redis/, '`ollama-gateway status` says so');
   await settled(a.gateway);
   await settled(b.gateway);
 });
@@ -160,6 +162,7 @@ t.test('Redis stopped and started again under load: no crash, no lost job, no ba
   await redis.stop();
   await until(() => !a.gateway.shared!.up && !b.gateway.shared!.up, 'both instances see Redis gone');
   t.match((await a.gateway.metrics.render()).body, /ollama_gateway_shared_state_up 0\n/, 'the gauge says so');
+  t.match(formatStatus(a.gateway.statusReport() as Parameters<typeof formatStatus>[0], a.url), /\nshared: REDIS UNREACHABLE/, 'and `ollama-gateway status`');
   t.match(a.logs.lines.find((l) => /Redis unreachable/.test(String(l['msg']))), { level: 40 }, 'one warning in the log');
   await sleep(400);
   await redis.start();

@@ -264,11 +264,20 @@ export class FleetSlots implements FleetGate<Backend> {
 
   cap(b: Backend): number {
     const s = this.shared;
-    const settling = performance.now() - s.changedAt < s.opts.leaseMs;
-    if (s.up && !s.settling) return b.slots;
-    const share = Math.max(1, Math.floor(b.slots / s.instances));
-    if (s.up || !settling) return share;
-    return Math.min(share, Math.max(0, b.slots - (this.others.get(b) ?? 0)));
+    if (s.up) return s.settling ? this.share(b) : b.slots;
+    return this.alone(b);
+  }
+
+  /** This instance's share of a backend's slots (the instances alive when last seen, at least 1). */
+  private share(b: Backend): number {
+    return Math.max(1, Math.floor(b.slots / this.shared.instances));
+  }
+
+  /** Redis unreachable: the share, and for the first lease time no more than the others left free when last seen. */
+  private alone(b: Backend): number {
+    const s = this.shared;
+    const early = s.up || performance.now() - s.changedAt < s.opts.leaseMs;
+    return early ? Math.min(this.share(b), Math.max(0, b.slots - (this.others.get(b) ?? 0))) : this.share(b);
   }
 
   async claim(b: Backend): Promise<Claim> {
@@ -289,8 +298,8 @@ export class FleetSlots implements FleetGate<Backend> {
       // full: try again when the first lease runs out (a release is heard at once anyway), at most a second from now
       return Number(code) === 0 ? { granted: false, reason: 'full', retryMs: Math.min(Number(detail) + 5, 1_000) } : { granted: false, reason: 'turn', retryMs: Number(detail) + 10 };
     } catch {
-      // Redis went away under the claim: this instance's share decides
-      return b.inFlight <= this.cap(b) ? this.local(b, leaseId) : { granted: false, reason: 'full', retryMs: 200 };
+      // Redis went away under the claim (perhaps before this instance has heard): its share decides
+      return b.inFlight <= this.alone(b) ? this.local(b, leaseId) : { granted: false, reason: 'full', retryMs: 200 };
     }
   }
 
