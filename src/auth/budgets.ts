@@ -60,15 +60,10 @@ export class TokenBudgets implements Budgets {
 
   /** Start from what the ledger holds for this month (after a restart). */
   seed(rows: readonly UsageRow[]): void {
-    const t = this.now();
-    const today = dayOf(t);
-    const month = monthOf(t);
-    for (const r of rows) {
-      if (!r.day.startsWith(month)) continue;
-      const s = this.of(r.key);
-      const n = r.promptTokens + r.completionTokens;
-      s.monthUsed += n;
-      if (r.day === today) s.dayUsed += n;
+    for (const [key, u] of usedByKey(rows, this.now())) {
+      const s = this.of(key);
+      s.monthUsed += u.month;
+      s.dayUsed += u.day;
     }
   }
 
@@ -212,6 +207,22 @@ export function noRoomLeft(name: string, limits: TokenLimits, left: number | str
   return new GatewayError('budget_exhausted', `key '${name}' has ${left} tokens of its budget left, not enough for this job's prompt (about ${promptEstimate}) and any answer`, {
     retryAfterSeconds: held ? 1 : Math.max(1, Math.ceil(((limits.perDay !== undefined ? nextDayStart(t) : nextMonthStart(t)) - t) / 1000)),
   });
+}
+
+/** Tokens each key used today and this month (UTC, at `t`), summed from ledger rows. */
+export function usedByKey(rows: readonly UsageRow[], t: number): Map<string, KeyUsage> {
+  const today = dayOf(t);
+  const month = monthOf(t);
+  const out = new Map<string, { day: number; month: number }>();
+  for (const r of rows) {
+    if (!r.day.startsWith(month)) continue;
+    const u = out.get(r.key) ?? { day: 0, month: 0 };
+    const n = r.promptTokens + r.completionTokens;
+    u.month += n;
+    if (r.day === today) u.day += n;
+    out.set(r.key, u);
+  }
+  return out;
 }
 
 /** The 429 for a spent budget: the month's when `month` (or when there is no day budget), else the day's. */

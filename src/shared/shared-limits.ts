@@ -15,7 +15,7 @@
 import type { KeyLimits } from '../auth/limits.js';
 import { concurrencyLimited, KeyLimiter, rateLimited } from '../auth/limits.js';
 import type { Budgets, Charge, KeyUsage } from '../auth/budgets.js';
-import { exhaustedError as exhausted, noRoomLeft, reservedOut, TokenBudgets, tokenRateLimited } from '../auth/budgets.js';
+import { exhaustedError as exhausted, noRoomLeft, reservedOut, TokenBudgets, tokenRateLimited, usedByKey } from '../auth/budgets.js';
 import type { TokenLimits } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import { dayOf, monthOf } from '../usage/period.js';
@@ -301,8 +301,8 @@ export class SharedBudgets implements Budgets {
       const ask = () => this.cmd.ogwBudgetAdmit(...keys, today, month, limits.perDay ?? '', limits.perMonth ?? '', limits.perMinute ?? '', promptEstimate, outputEstimate, id, this.shared.opts.leaseMs);
       r = await ask();
       if (r[0] === 'unseeded') {
-        const { day, month: m } = this.fromLedger(name, today, month);
-        await this.cmd.ogwBudgetSeed(keys[0]!, today, month, day, m);
+        const seed = usedByKey(this.ledger(), t).get(name) ?? { day: 0, month: 0 };
+        await this.cmd.ogwBudgetSeed(keys[0]!, today, month, seed.day, seed.month);
         r = await ask();
       }
     } catch {
@@ -416,18 +416,5 @@ export class SharedBudgets implements Budgets {
         .ogwBudgetSync(this.shared.key(`key:${r.key}:budget`), this.shared.key(`key:${r.key}:held`), dayOf(t), monthOf(t), r.id, r.held, r.consumed, this.shared.opts.leaseMs)
         .catch(() => {});
     }
-  }
-
-  /** This instance's ledger's view of a key's usage today and this month (to seed an empty Redis). */
-  private fromLedger(name: string, today: string, month: string): { day: number; month: number } {
-    let day = 0;
-    let m = 0;
-    for (const r of this.ledger()) {
-      if (r.key !== name || !r.day.startsWith(month)) continue;
-      const n = r.promptTokens + r.completionTokens;
-      m += n;
-      if (r.day === today) day += n;
-    }
-    return { day, month: m };
   }
 }
