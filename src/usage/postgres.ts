@@ -2,7 +2,8 @@
 // writes its batches as upserts that add (`ON CONFLICT ... DO UPDATE SET n = n + excluded.n`),
 // so two instances never overwrite each other's counts. The request path and the status page
 // never wait for the database: the store keeps a copy of this month's rows (every instance's,
-// read again every few seconds) and answers reads from it; writes go out in the background.
+// read again every 5 s, not after each batch) and answers reads from it; writes go out in the
+// background.
 // When PostgreSQL is unreachable, rows wait (bounded: past `MAX_UNWRITTEN` the oldest are
 // dropped and counted) and are written when it answers again.
 import pg from 'pg';
@@ -89,13 +90,13 @@ export class PostgresUsageStore implements UsageStore {
   ) {
     this.pool = new pg.Pool({ connectionString: url, max: 2, connectionTimeoutMillis: 3_000, idleTimeoutMillis: 30_000 });
     this.pool.on('error', () => {});
-    this.timer = setInterval(() => void this.run(() => this.sync()), refreshMs);
+    this.timer = setInterval(() => void this.run(() => this.sync(true)), refreshMs);
     this.timer.unref();
   }
 
   /** Create the table if it is not there and read this month's rows (the start waits for it, a bounded time). */
   async open(): Promise<void> {
-    await this.run(() => this.sync());
+    await this.run(() => this.sync(true));
   }
 
   /** Rows not yet in the database. */
@@ -112,7 +113,8 @@ export class PostgresUsageStore implements UsageStore {
       this.copy.set(id, seen ? addRows(seen, r) : r);
     }
     this.bound();
-    void this.run(() => this.sync());
+    // (the copy has them already; the month is read again on the refresh timer, not per batch)
+    void this.run(() => this.sync(false));
   }
 
   rows(filter: UsageFilter = {}): UsageRow[] {
@@ -123,7 +125,7 @@ export class PostgresUsageStore implements UsageStore {
     if (this.closed) return this.chain;
     this.closed = true;
     clearInterval(this.timer);
-    return this.run(() => this.sync()).then(() => this.pool.end());
+    return this.run(() => this.sync(false)).then(() => this.pool.end());
   }
 
   /** One database task at a time, in order. */
@@ -132,8 +134,8 @@ export class PostgresUsageStore implements UsageStore {
     return this.chain;
   }
 
-  /** Write what waits, then read the month again (with the others' rows) and keep what is still unwritten on top. */
-  private async sync(): Promise<void> {
+  /** Write what waits; with `refresh`, then read the month again (with the others' rows) and keep what is still unwritten on top. */
+  private async sync(refresh: boolean): Promise<void> {
     if (!this.created) {
       try {
         await this.pool.query(CREATE);
@@ -161,7 +163,9 @@ export class PostgresUsageStore implements UsageStore {
         this.unreachable(err);
         return;
       }
+      this.answered();
     }
+    if (!refresh) return;
     let fresh: UsageRow[];
     try {
       fresh = (await this.pool.query<DbRow>(`SELECT * FROM ${TABLE} WHERE day >= $1`, [monthStartDay(Date.now())])).rows.map(fromDb);
@@ -169,16 +173,19 @@ export class PostgresUsageStore implements UsageStore {
       this.unreachable(err);
       return;
     }
-    if (!this.reachable) {
-      this.reachable = true;
-      this.log.info({ postgres: redactUrl(this.url) }, 'usage ledger: PostgreSQL reachable again; waiting rows written');
-    }
+    this.answered();
     const copy = new Map(fresh.map((r) => [rowId(r), r]));
     for (const [id, r] of this.unwritten) {
       const had = copy.get(id);
       copy.set(id, had ? addRows(had, r) : r);
     }
     this.copy = copy;
+  }
+
+  private answered(): void {
+    if (this.reachable) return;
+    this.reachable = true;
+    this.log.info({ postgres: redactUrl(this.url) }, 'usage ledger: PostgreSQL reachable again; waiting rows written');
   }
 
   private unreachable(err: unknown): void {
