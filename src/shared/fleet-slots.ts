@@ -216,8 +216,6 @@ export class FleetSlots implements FleetGate<Backend> {
   private readonly ids = new WeakMap<Backend, string>();
   private readonly modelArgs = new WeakMap<object, string[]>();
   private leases = 0;
-  /** claims by how they ended: granted, refused for want of a slot, refused for another instance's turn, granted locally (Redis away) */
-  readonly claims = { granted: 0, full: 0, turn: 0, local: 0, handedOut: 0, handedIn: 0 };
   private readonly grantListeners: ((b: Backend, ticket: string, leaseId: string) => void)[] = [];
   private readonly freedListeners: ((b: Backend | undefined) => void)[] = [];
   private readonly commands: SlotCommands;
@@ -242,7 +240,6 @@ export class FleetSlots implements FleetGate<Backend> {
     shared.subscribe(`grant:${shared.instance}`, (message) => {
       const [id, ticket, leaseId] = message.split('\n');
       const b = this.byId(id!);
-      this.claims.handedIn++;
       if (!b) {
         // a backend this instance does not know (configs differ): the slot goes on to the next
         void this.releaseById(id!, leaseId!);
@@ -286,15 +283,11 @@ export class FleetSlots implements FleetGate<Backend> {
     try {
       const [code, detail] = await this.commands.ogwClaim(...this.slotArgs(this.idOf(b), leaseId, b), TURN_GRACE_MS, ...this.served(b));
       if (Number(code) === 1) {
-        this.claims.granted++;
         this.others.set(b, Math.max(0, Number(detail.slice(detail.lastIndexOf('@') + 1)) - (this.held.get(b)?.size ?? 0)));
         this.hold(b, leaseId);
         return { granted: true, leaseId, ticket: detail.slice(0, detail.lastIndexOf('@')) };
       }
-      if (Number(code) === 0) {
-        this.claims.full++;
-        this.others.set(b, Math.max(0, b.slots - (this.held.get(b)?.size ?? 0)));
-      } else this.claims.turn++;
+      if (Number(code) === 0) this.others.set(b, Math.max(0, b.slots - (this.held.get(b)?.size ?? 0)));
       // full: try again when the first lease runs out (a release is heard at once anyway), at most a second from now
       return Number(code) === 0 ? { granted: false, reason: 'full', retryMs: Math.min(Number(detail) + 5, 1_000) } : { granted: false, reason: 'turn', retryMs: Number(detail) + 10 };
     } catch {
@@ -311,7 +304,6 @@ export class FleetSlots implements FleetGate<Backend> {
     try {
       const [ticket, lease, owner] = await this.releaseById(this.idOf(b), leaseId, b);
       if (!ticket) return { to: 'nobody' };
-      this.claims.handedOut++;
       if (owner !== this.shared.instance) return { to: 'other' };
       this.hold(b, lease!);
       return { to: 'here', ticket, leaseId: lease! };
@@ -388,7 +380,6 @@ export class FleetSlots implements FleetGate<Backend> {
   }
 
   private local(b: Backend, leaseId: string): Claim {
-    this.claims.local++;
     this.hold(b, leaseId);
     return { granted: true, leaseId, ticket: '' };
   }
