@@ -4,7 +4,8 @@
 // token, token usage by type); label values are bounded (unknown models become "other", routes
 // are a fixed set).
 import { VERSION } from '../version.js';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { FastCounter } from './fast-counter.js';
 import { FastHistogram } from './fast-histogram.js';
 
 export interface BackendView {
@@ -57,14 +58,15 @@ const GAP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0
 
 export class GatewayMetrics {
   readonly registry = new Registry();
-  private readonly requests: Counter<'route' | 'status' | 'model' | 'key'>;
-  private readonly queueWait: Histogram;
-  private readonly ttft: Histogram<'backend' | 'model'>;
+  private readonly requests: FastCounter<'route' | 'status' | 'model' | 'key'>;
+  /** (one series, unlabelled: rendered from the start, as prom-client renders it) */
+  private readonly queueWait: (seconds: number) => void;
+  private readonly ttft: FastHistogram<'backend' | 'model'>;
   private readonly tpot: FastHistogram<'backend' | 'model'>;
-  private readonly tokens: Counter<'backend' | 'model' | 'type'>;
-  private readonly tokensPerSecond: Histogram<'backend' | 'model'>;
+  private readonly tokens: FastCounter<'backend' | 'model' | 'type'>;
+  private readonly tokensPerSecond: FastHistogram<'backend' | 'model'>;
   private readonly rejections: Counter<'reason'>;
-  private readonly keyTokens: Counter<'key' | 'type'>;
+  private readonly keyTokens: FastCounter<'key' | 'type'>;
   private readonly cancellations: Counter<'phase'>;
   /** with the ledger in PostgreSQL */
   private usageRowsDropped: Counter | undefined;
@@ -81,9 +83,9 @@ export class GatewayMetrics {
       { version: VERSION, node: process.version },
       1,
     );
-    this.requests = new Counter({ name: 'ollama_gateway_requests_total', help: 'Requests by route, status, model and key name (empty: open mode or no valid key).', labelNames: ['route', 'status', 'model', 'key'], registers });
-    this.queueWait = new Histogram({ name: 'ollama_gateway_queue_wait_seconds', help: 'Time a job waited for a slot.', buckets: LATENCY_BUCKETS, registers });
-    this.ttft = new Histogram({
+    this.requests = new FastCounter({ name: 'ollama_gateway_requests_total', help: 'Requests by route, status, model and key name (empty: open mode or no valid key).', labelNames: ['route', 'status', 'model', 'key'], registers });
+    this.queueWait = new FastHistogram({ name: 'ollama_gateway_queue_wait_seconds', help: 'Time a job waited for a slot.', labelNames: [], buckets: LATENCY_BUCKETS, registers }).child({});
+    this.ttft = new FastHistogram({
       name: 'gen_ai_server_time_to_first_token_seconds',
       help: 'Time from a streamed generation request arriving to its first token going out (queue wait included).',
       labelNames: ['backend', 'model'],
@@ -97,8 +99,8 @@ export class GatewayMetrics {
       buckets: GAP_BUCKETS,
       registers,
     });
-    this.tokens = new Counter({ name: 'gen_ai_client_token_usage_total', help: 'Tokens reported by the backends, by type (input: prompt, output: completion).', labelNames: ['backend', 'model', 'type'], registers });
-    this.tokensPerSecond = new Histogram({
+    this.tokens = new FastCounter({ name: 'gen_ai_client_token_usage_total', help: 'Tokens reported by the backends, by type (input: prompt, output: completion).', labelNames: ['backend', 'model', 'type'], registers });
+    this.tokensPerSecond = new FastHistogram({
       name: 'ollama_gateway_output_tokens_per_second',
       help: 'Output tokens per second of each generation, after its first token.',
       labelNames: ['backend', 'model'],
@@ -112,7 +114,7 @@ export class GatewayMetrics {
       registers,
     });
     for (const reason of REJECTIONS) this.rejections.inc({ reason }, 0);
-    this.keyTokens = new Counter({ name: 'ollama_gateway_key_tokens_total', help: 'Tokens by key name (empty: open mode) and type (input: prompt, output: completion), as charged.', labelNames: ['key', 'type'], registers });
+    this.keyTokens = new FastCounter({ name: 'ollama_gateway_key_tokens_total', help: 'Tokens by key name (empty: open mode) and type (input: prompt, output: completion), as charged.', labelNames: ['key', 'type'], registers });
     this.cancellations = new Counter({ name: 'ollama_gateway_cancellations_total', help: 'Requests whose client left, by phase.', labelNames: ['phase'], registers });
     this.retries = new Counter({ name: 'ollama_gateway_retries_total', help: 'Tries sent to another backend before any byte reached the client.', registers });
     this.transitions = new Counter({ name: 'ollama_gateway_backend_transitions_total', help: 'Backends leaving (to=down) and rejoining (to=up) rotation.', labelNames: ['backend', 'to'], registers });
@@ -183,7 +185,7 @@ export class GatewayMetrics {
 
   /** Per-chunk gaps of one stream go to this observer (labels resolved once per request). */
   gapObserver(backend: string, model: string): (seconds: number) => void {
-    return this.tpot.child({ backend, model });
+    return this.series(`tpot\0${backend}\0${model}`, () => this.tpot.child({ backend, model }));
   }
 
   usageDropped(rows: number): void {
@@ -198,35 +200,35 @@ export class GatewayMetrics {
     this.transitions.inc({ backend, to });
   }
 
-  // prom-client hashes a label object on every call; a request's few label sets repeat, so the
-  // children are looked up once per distinct set
-  private readonly children = new Map<string, { inc(n?: number): void }>();
-  private child(kind: string, get: () => { inc(n?: number): void }, ...values: string[]): { inc(n?: number): void } {
-    const key = `${kind}\u0000${values.join('\u0000')}`;
-    let c = this.children.get(key);
-    if (!c) {
-      c = get();
-      this.children.set(key, c);
+  // a request's few label sets repeat: each series' function is bound once, then found by a
+  // string key (no label object built or hashed per request)
+  private readonly bound = new Map<string, (n: number) => void>();
+  private series(key: string, make: () => (n: number) => void): (n: number) => void {
+    let f = this.bound.get(key);
+    if (!f) {
+      f = make();
+      this.bound.set(key, f);
     }
-    return c;
+    return f;
   }
 
   requestEnded(r: EndedRequest): void {
     const status = String(r.status);
-    this.child('req', () => this.requests.labels(r.route, status, r.model, r.key), r.route, status, r.model, r.key).inc();
-    if (r.queueMs !== undefined && r.backend !== '') this.queueWait.observe(r.queueMs / 1000);
+    this.series(`req\0${r.route}\0${status}\0${r.model}\0${r.key}`, () => this.requests.child({ route: r.route, status, model: r.model, key: r.key }))(1);
+    if (r.queueMs !== undefined && r.backend !== '') this.queueWait(r.queueMs / 1000);
     if (r.attempts > 1) this.retries.inc(r.attempts - 1);
     if (r.cancelledIn) this.cancellations.inc({ phase: r.cancelledIn });
     if (r.status === 429 && r.code !== undefined && (KEY_REFUSALS as readonly string[]).includes(r.code)) this.rejected(r.code as Rejection);
     if (r.code === 'shutting_down') this.rejected('shutting_down');
-    if (r.status === 200 && r.streamed && r.ttfbMs !== undefined) this.ttft.observe({ backend: r.backend, model: r.model }, r.ttfbMs / 1000);
-    if (r.promptTokens) this.child('ktok', () => this.keyTokens.labels(r.key, 'input'), r.key, 'input').inc(r.promptTokens);
-    if (r.completionTokens) this.child('ktok', () => this.keyTokens.labels(r.key, 'output'), r.key, 'output').inc(r.completionTokens);
-    if (r.promptTokens !== undefined) this.child('tok', () => this.tokens.labels(r.backend, r.model, 'input'), r.backend, r.model, 'input').inc(r.promptTokens);
+    const bm = `${r.backend}\0${r.model}`;
+    if (r.status === 200 && r.streamed && r.ttfbMs !== undefined) this.series(`ttft\0${bm}`, () => this.ttft.child({ backend: r.backend, model: r.model }))(r.ttfbMs / 1000);
+    if (r.promptTokens) this.series(`ktok\0${r.key}\0input`, () => this.keyTokens.child({ key: r.key, type: 'input' }))(r.promptTokens);
+    if (r.completionTokens) this.series(`ktok\0${r.key}\0output`, () => this.keyTokens.child({ key: r.key, type: 'output' }))(r.completionTokens);
+    if (r.promptTokens !== undefined) this.series(`tok\0${bm}\0input`, () => this.tokens.child({ backend: r.backend, model: r.model, type: 'input' }))(r.promptTokens);
     if (r.completionTokens !== undefined) {
-      this.child('tok', () => this.tokens.labels(r.backend, r.model, 'output'), r.backend, r.model, 'output').inc(r.completionTokens);
+      this.series(`tok\0${bm}\0output`, () => this.tokens.child({ backend: r.backend, model: r.model, type: 'output' }))(r.completionTokens);
       const genSeconds = (r.durationMs - (r.ttfbMs ?? 0)) / 1000;
-      if (r.streamed && r.completionTokens > 1 && genSeconds > 0) this.tokensPerSecond.observe({ backend: r.backend, model: r.model }, (r.completionTokens - 1) / genSeconds);
+      if (r.streamed && r.completionTokens > 1 && genSeconds > 0) this.series(`tps\0${bm}`, () => this.tokensPerSecond.child({ backend: r.backend, model: r.model }))((r.completionTokens - 1) / genSeconds);
     }
   }
 
