@@ -34,6 +34,8 @@ const NOT_FORWARDED_DOWN = new Set([
 function connectionTokens(h: IncomingHttpHeaders): Set<string> | undefined {
   const c = h['connection'];
   if (!c) return undefined;
+  // what nearly every client and backend sends names only hop-by-hop headers, stripped anyway
+  if (c === 'keep-alive' || c === 'close' || c === 'Keep-Alive' || c === 'Close') return undefined;
   const value = Array.isArray(c) ? c.join(',') : c;
   return new Set(value.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean));
 }
@@ -44,7 +46,8 @@ export function upstreamHeaders(
 ): Record<string, string | string[]> {
   const named = connectionTokens(h);
   const out: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(h)) {
+  for (const k in h) {
+    const v = h[k];
     if (v === undefined || HOP_BY_HOP.has(k) || NOT_FORWARDED_UP.has(k) || named?.has(k)) continue;
     // the gateway's own API keys never go upstream
     if (opts.stripCredentials && (k === 'authorization' || k === 'x-api-key')) continue;
@@ -62,7 +65,8 @@ export function upstreamHeaders(
 export function downstreamHeaders(h: IncomingHttpHeaders, requestId: string): OutgoingHttpHeaders {
   const named = connectionTokens(h);
   const out: OutgoingHttpHeaders = {};
-  for (const [k, v] of Object.entries(h)) {
+  for (const k in h) {
+    const v = h[k];
     if (v === undefined || HOP_BY_HOP.has(k) || NOT_FORWARDED_DOWN.has(k) || named?.has(k)) continue;
     out[k] = v;
   }

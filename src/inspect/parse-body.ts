@@ -44,7 +44,11 @@ export interface ParseOptions {
 
 export type ParseOutcome = { readonly ok: true; readonly facts: BodyFacts; readonly rewritten?: Uint8Array } | { readonly ok: false; readonly code: 'bad_json' | 'bad_request'; readonly message: string };
 
-const decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: false });
+/** The body as text, as TextDecoder gives it (a leading BOM dropped, bad bytes as U+FFFD), at a third of its cost for a small body. */
+function utf8(bytes: Uint8Array): string {
+  const bom = bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0;
+  return Buffer.from(bytes.buffer, bytes.byteOffset + bom, bytes.length - bom).toString('utf8');
+}
 
 /** The top-level fields the gateway (or a backend's routing of the job) decides on. */
 const DECIDED: ReadonlySet<string> = new Set([
@@ -95,7 +99,7 @@ export function parseBody(bytes: Uint8Array, opts: ParseOptions = {}): ParseOutc
   if (bytes.length === 0) return { ok: false, code: 'bad_request', message: 'missing request body' };
   let value: unknown;
   try {
-    value = JSON.parse(decoder.decode(bytes));
+    value = JSON.parse(utf8(bytes));
   } catch (err) {
     return { ok: false, code: 'bad_json', message: `invalid JSON in request body: ${(err as Error).message}` };
   }

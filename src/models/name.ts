@@ -11,5 +11,15 @@ export function fullName(name: string): string {
  * `llama3.2:latest` there). For matching only; names shown keep the backend's own spelling.
  */
 export function modelKey(name: string): string {
-  return fullName(name).toLowerCase();
+  // asked several times a request for the same few names: kept, not rebuilt (bounded)
+  let key = keys.get(name);
+  if (key === undefined) {
+    key = fullName(name).toLowerCase();
+    if (keys.size >= MAX_KEPT) keys.clear();
+    keys.set(name, key);
+  }
+  return key;
 }
+
+const MAX_KEPT = 4096;
+const keys = new Map<string, string>();
