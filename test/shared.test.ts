@@ -24,6 +24,16 @@ async function fleetQueued(url: string): Promise<number> {
   }
 }
 
+/** What the fleet keeps per flow: its virtual finish tag and its waiting count. */
+async function flowState(url: string): Promise<{ tags: Record<string, string>; waiting: Record<string, string> }> {
+  const r = new Redis(url);
+  try {
+    return { tags: await r.hgetall('ogw:flowtags'), waiting: await r.hgetall('ogw:waiting') };
+  } finally {
+    r.disconnect();
+  }
+}
+
 t.test('two instances in front of one-slot backends: no backend ever sees two jobs at once', async (t) => {
   const redis = await startRedis(t);
   const sims = await startSims(t, 2, { ttftMs: 5, tokenMs: 2, tokens: 5, parallel: 1 });
@@ -108,6 +118,9 @@ t.test("fair across instances: a light key's job is not stuck behind a heavy key
     Array.from({ length: 12 }, (_, i) => `heavy ${i}`),
     'FIFO within a key',
   );
+  // a flow with nothing waiting keeps no tag (it would start from the virtual time anyway): the
+  // hash does not grow with every flow ever seen
+  t.same(await flowState(redis.url), { tags: {}, waiting: {} }, 'no flow state left once every job is served');
 });
 
 t.test('an instance killed mid-stream frees its slot when its lease runs out, not before', async (t) => {
@@ -218,4 +231,5 @@ t.test("the queue's bounds hold fleet-wide: queue.size and a key's max_queued co
     'the jobs that waited are served',
   );
   t.equal(await fleetQueued(redis.url), 0, 'and the fleet queue is empty again');
+  t.same(await flowState(redis.url), { tags: {}, waiting: {} }, 'and no flow state is left');
 });

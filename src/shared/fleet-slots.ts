@@ -26,7 +26,7 @@ import { modelKey } from '../models/name.js';
 import type { SharedState } from './connection.js';
 
 // Shared by the claim and the release: KEYS are the backend's slots, queue:0, queue:1, the
-// virtual time, the backend's turn and the waiting count per flow; ARGV[1..7] the backend's
+// virtual time, the backend's turn, the waiting count per flow and the flow tags; ARGV[1..7] the backend's
 // slots, the lease time, this instance, a lease id, the instances' key prefix, the APIs the
 // backend speaks and how its models are spelled ('*': any).
 const SLOT_COMMON = `
@@ -78,9 +78,16 @@ end
 local function take(m, q, score)
   redis.call('ZREM', KEYS[q], m)
   local _, _, flow = string.find(m, '^[^|]*|[^|]*|([^|]*)|')
-  if redis.call('HINCRBY', KEYS[6], flow, -1) <= 0 then redis.call('HDEL', KEYS[6], flow) end
+  local idle = redis.call('HINCRBY', KEYS[6], flow, -1) <= 0
+  if idle then redis.call('HDEL', KEYS[6], flow) end
   local vt = tonumber(redis.call('GET', KEYS[4]) or '0')
-  if tonumber(score) > vt then redis.call('SET', KEYS[4], score) end
+  if tonumber(score) > vt then
+    vt = tonumber(score)
+    redis.call('SET', KEYS[4], score)
+  end
+  -- (as one gateway's dispatcher does) a flow with nothing waiting and no lead to keep starts
+  -- from the virtual time anyway: its tag goes, so the hash holds only flows that matter
+  if idle and tonumber(redis.call('HGET', KEYS[7], flow) or '0') <= vt then redis.call('HDEL', KEYS[7], flow) end
 end
 local function lease(id)
   redis.call('HSET', KEYS[1], id, now + tonumber(ARGV[2]))
@@ -151,24 +158,33 @@ redis.call('ZADD', KEYS[1], tag, m)
 return {m, tag}
 `;
 
-/** KEYS: queue, waiting per flow. ARGV: member: a waiter left. */
-const LEAVE = `
+/** A flow whose last ticket went: its tag goes too unless it still leads the virtual time. KEYS[w] waiting, KEYS[t] flow tags, KEYS[v] virtual time. */
+const flowLeft = (w: number, t: number, v: number) => `
+local function flowLeft(flow)
+  if redis.call('HINCRBY', KEYS[${w}], flow, -1) > 0 then return end
+  redis.call('HDEL', KEYS[${w}], flow)
+  if tonumber(redis.call('HGET', KEYS[${t}], flow) or '0') <= tonumber(redis.call('GET', KEYS[${v}]) or '0') then redis.call('HDEL', KEYS[${t}], flow) end
+end
+`;
+
+/** KEYS: queue, waiting per flow, flow tags, virtual time. ARGV: member: a waiter left. */
+const LEAVE = `${flowLeft(2, 3, 4)}
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
   local _, _, flow = string.find(ARGV[1], '^[^|]*|[^|]*|([^|]*)|')
-  if flow and redis.call('HINCRBY', KEYS[2], flow, -1) <= 0 then redis.call('HDEL', KEYS[2], flow) end
+  if flow then flowLeft(flow) end
 end
 return 1
 `;
 
-/** KEYS: queue:0, queue:1, waiting per flow. ARGV: instance: every ticket of this instance goes (it re-registers its waiters). */
-const FORGET = `
+/** KEYS: queue:0, queue:1, waiting per flow, flow tags, virtual time. ARGV: instance: every ticket of this instance goes (it re-registers its waiters). */
+const FORGET = `${flowLeft(3, 4, 5)}
 for q = 1, 2 do
   local all = redis.call('ZRANGE', KEYS[q], 0, -1)
   for _, m in ipairs(all) do
     local _, _, inst, flow = string.find(m, '^[^|]*|([^|]*)|([^|]*)|')
     if inst == ARGV[1] then
       redis.call('ZREM', KEYS[q], m)
-      if redis.call('HINCRBY', KEYS[3], flow, -1) <= 0 then redis.call('HDEL', KEYS[3], flow) end
+      flowLeft(flow)
     end
   end
 end
@@ -225,12 +241,12 @@ export class FleetSlots implements FleetGate<Backend> {
     private readonly backends: () => readonly Backend[],
   ) {
     const c = shared.client;
-    c.defineCommand('ogwClaim', { numberOfKeys: 6, lua: CLAIM });
-    c.defineCommand('ogwRelease', { numberOfKeys: 6, lua: RELEASE });
+    c.defineCommand('ogwClaim', { numberOfKeys: 7, lua: CLAIM });
+    c.defineCommand('ogwRelease', { numberOfKeys: 7, lua: RELEASE });
     c.defineCommand('ogwEnqueue', { numberOfKeys: 6, lua: ENQUEUE });
     c.defineCommand('ogwRenew', { numberOfKeys: 1, lua: RENEW });
-    c.defineCommand('ogwLeave', { numberOfKeys: 2, lua: LEAVE });
-    c.defineCommand('ogwForget', { numberOfKeys: 3, lua: FORGET });
+    c.defineCommand('ogwLeave', { numberOfKeys: 4, lua: LEAVE });
+    c.defineCommand('ogwForget', { numberOfKeys: 5, lua: FORGET });
     this.commands = c as unknown as SlotCommands;
     shared.subscribe('freed', (id) => {
       const b = this.byId(id);
@@ -254,7 +270,7 @@ export class FleetSlots implements FleetGate<Backend> {
       // waiter takes its place in the order again
       this.renewAll();
       // tickets of waiters that left while Redis was away are forgotten; the waiters left register again
-      void this.commands.ogwForget(this.shared.key('queue:0'), this.shared.key('queue:1'), this.shared.key('waiting'), this.shared.instance).catch(() => {});
+      void this.commands.ogwForget(this.shared.key('queue:0'), this.shared.key('queue:1'), this.shared.key('waiting'), this.shared.key('flowtags'), this.shared.key('vt'), this.shared.instance).catch(() => {});
       for (const l of this.freedListeners) l(undefined);
     });
   }
@@ -326,7 +342,7 @@ export class FleetSlots implements FleetGate<Backend> {
     const k = (n: string) => this.shared.key(n);
     const apis = b === undefined ? '' : b.type === 'ollama' ? 'ollama,openai' : 'openai';
     const spelled = b?.catalog.known ? b.type : '*';
-    return [k(`slots:${id}`), k('queue:0'), k('queue:1'), k('vt'), k(`turn:${id}`), k('waiting'), b?.slots ?? 0, this.shared.opts.leaseMs, this.shared.instance, leaseId, k('instance:'), apis, spelled];
+    return [k(`slots:${id}`), k('queue:0'), k('queue:1'), k('vt'), k(`turn:${id}`), k('waiting'), k('flowtags'), b?.slots ?? 0, this.shared.opts.leaseMs, this.shared.instance, leaseId, k('instance:'), apis, spelled];
   }
 
   private byId(id: string): Backend | undefined {
@@ -365,7 +381,7 @@ export class FleetSlots implements FleetGate<Backend> {
   leave(ticket: string): void {
     if (!this.shared.up) return;
     const at = ticket.indexOf('#');
-    void this.commands.ogwLeave(this.shared.key(`queue:${ticket.slice(0, at)}`), this.shared.key('waiting'), ticket.slice(at + 1)).catch(() => {});
+    void this.commands.ogwLeave(this.shared.key(`queue:${ticket.slice(0, at)}`), this.shared.key('waiting'), this.shared.key('flowtags'), this.shared.key('vt'), ticket.slice(at + 1)).catch(() => {});
   }
 
   onFreed(listener: (b: Backend | undefined) => void): void {
