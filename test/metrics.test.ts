@@ -41,7 +41,8 @@ t.test('the series exist and count what happened', async (t) => {
   const gaps = m.split('\n').filter((l) => l.startsWith('gen_ai_server_time_per_output_token_seconds_count')).reduce((n, l) => n + Number(l.split(' ')[1]), 0);
   t.ok(gaps >= 4 * 4, `inter-chunk gaps observed (${gaps})`);
   const series = 'backend="sim1",model="llama3.2:latest"';
-  const buckets = m.split('\n').filter((l) => l.startsWith(`gen_ai_server_time_per_output_token_seconds_bucket{${series},le=`)).map((l) => Number(l.split(' ')[1]));
+  // (le first, as prom-client orders a histogram's labels)
+  const buckets = m.split('\n').filter((l) => l.startsWith('gen_ai_server_time_per_output_token_seconds_bucket{le=') && l.includes(`,${series}}`)).map((l) => Number(l.split(' ')[1]));
   t.equal(buckets.length, 13, 'twelve bounds and +Inf');
   t.ok(buckets.every((v, i) => i === 0 || v >= buckets[i - 1]!), `cumulative buckets (${buckets.join(' ')})`);
   t.equal(buckets.at(-1), value(m, `gen_ai_server_time_per_output_token_seconds_count{${series}}`), '+Inf is the count');

@@ -3,7 +3,7 @@
 // bound child; here a series is bound once per stream and an observation is a bucket increment,
 // with no allocation. It registers with a prom-client Registry like any metric and renders in
 // the same text format (cumulative `_bucket{le}`, `_sum`, `_count`).
-import type { Registry } from 'prom-client';
+import { FastMetric, type FastMetricOptions } from './fast-metric.js';
 
 interface Series {
   readonly labels: Record<string, string>;
@@ -13,41 +13,22 @@ interface Series {
   count: number;
 }
 
-export interface FastHistogramOptions<L extends string> {
-  readonly name: string;
-  readonly help: string;
-  readonly labelNames: readonly L[];
+export interface FastHistogramOptions<L extends string> extends FastMetricOptions<L> {
   readonly buckets: readonly number[];
-  readonly registers: readonly Registry[];
 }
 
-export class FastHistogram<L extends string> {
-  readonly name: string;
-  readonly help: string;
+export class FastHistogram<L extends string> extends FastMetric<L, Series> {
   readonly type = 'histogram';
-  readonly aggregator = 'sum';
   private readonly buckets: readonly number[];
-  private readonly labelNames: readonly L[];
-  private readonly series = new Map<string, Series>();
 
   constructor(opts: FastHistogramOptions<L>) {
-    this.name = opts.name;
-    this.help = opts.help;
+    super(opts);
     this.buckets = [...opts.buckets].sort((a, b) => a - b);
-    this.labelNames = opts.labelNames;
-    // the registry asks only for name, help, type, aggregator and get()
-    for (const r of opts.registers) r.registerMetric(this as unknown as Parameters<Registry['registerMetric']>[0]);
   }
 
   /** The observe function of one series (made once, e.g. per stream). */
   child(labels: Readonly<Record<L, string>>): (value: number) => void {
-    const id = this.labelNames.map((n) => labels[n]).join('\u0000');
-    let s = this.series.get(id);
-    if (!s) {
-      s = { labels: { ...labels }, counts: new Float64Array(this.buckets.length + 1), sum: 0, count: 0 };
-      this.series.set(id, s);
-    }
-    const series = s;
+    const series = this.seriesOf(labels, (l) => ({ labels: l, counts: new Float64Array(this.buckets.length + 1), sum: 0, count: 0 }));
     const bounds = this.buckets;
     return (value: number) => {
       let i = 0;
@@ -58,22 +39,24 @@ export class FastHistogram<L extends string> {
     };
   }
 
+  protected zero(s: Series): void {
+    s.counts.fill(0);
+    s.sum = 0;
+    s.count = 0;
+  }
+
   get() {
     const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
     for (const s of this.series.values()) {
       let cumulative = 0;
       this.buckets.forEach((le, i) => {
         cumulative += s.counts[i]!;
-        values.push({ labels: { ...s.labels, le }, value: cumulative, metricName: `${this.name}_bucket` });
+        values.push({ labels: { le, ...s.labels }, value: cumulative, metricName: `${this.name}_bucket` });
       });
-      values.push({ labels: { ...s.labels, le: '+Inf' }, value: s.count, metricName: `${this.name}_bucket` });
+      values.push({ labels: { le: '+Inf', ...s.labels }, value: s.count, metricName: `${this.name}_bucket` });
       values.push({ labels: { ...s.labels }, value: s.sum, metricName: `${this.name}_sum` });
       values.push({ labels: { ...s.labels }, value: s.count, metricName: `${this.name}_count` });
     }
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
-  }
-
-  reset(): void {
-    this.series.clear();
   }
 }
