@@ -122,6 +122,7 @@ export class Gateway {
     const s = this.cfg.shared;
     const redis = optional.redis;
     this.shared = redis && s.redisUrl ? new redis.connection.SharedState({ url: s.redisUrl, prefix: s.prefix, leaseMs: s.leaseMs }, this.log) : undefined;
+    const fleetSlots = redis && this.shared ? new redis.slots.FleetSlots(this.shared, () => this.registry.all) : undefined;
     this.dispatcher = new Dispatcher<Backend>(
       () => this.registry.all,
       this.dispatchOptions(this.cfg),
@@ -129,7 +130,7 @@ export class Gateway {
       (b, warmKey) => {
         if (warmKey !== undefined) b.catalog.noteSent(warmKey);
       },
-      redis && this.shared ? new redis.slots.FleetSlots(this.shared, () => this.registry.all) : undefined,
+      fleetSlots,
     );
     this.registry.on((e) => {
       if (e.type === 'down' || e.type === 'retiring' || e.type === 'removed' || e.type === 'drained') this.dispatcher.pruneStranded();
@@ -142,6 +143,7 @@ export class Gateway {
       queueSize: () => this.dispatcher.queueSize,
       keyQueueDepth: () => this.keyQueueDepth(),
       ...(this.shared ? { sharedUp: () => this.shared!.up } : {}),
+      ...(fleetSlots ? { sharedCounts: () => fleetSlots.counts } : {}),
       ...(optional.postgres ? { usageUnwritten: () => this.postgres?.pending ?? 0 } : {}),
     });
     this.history = new StatusHistory(() => ({ queueDepth: this.dispatcher.queueDepth, inFlight: this.registry.all.reduce((n, b) => n + b.inFlight, 0) }));

@@ -57,6 +57,18 @@ t.test('two instances in front of one-slot backends: no backend ever sees two jo
   const health = (await (await fetch(`${a.url}/healthz`)).json()) as { shared: unknown };
   t.match(health.shared, { redis: 'up', instances: 2 }, '/healthz tells the shared state and the instances');
   t.match((await a.gateway.metrics.render()).body, /ollama_gateway_shared_state_up 1\n/);
+  // what the fleet gate did: 32 jobs on two one-slot backends, each begun by a claim or a handoff
+  const counted = async (g: typeof a, name: string, label: string) => {
+    const out: Record<string, number> = {};
+    for (const m of (await g.gateway.metrics.render()).body.matchAll(new RegExp(`^${name}\\{${label}="(\\w+)"\\} (\\d+)$`, 'gm'))) out[m[1]!] = Number(m[2]);
+    return out;
+  };
+  const claims = [await counted(a, 'ollama_gateway_shared_claims_total', 'result'), await counted(b, 'ollama_gateway_shared_claims_total', 'result')];
+  const handoffs = [await counted(a, 'ollama_gateway_shared_handoffs_total', 'way'), await counted(b, 'ollama_gateway_shared_handoffs_total', 'way')];
+  const sum = (xs: Record<string, number>[], k: string) => xs.reduce((n, x) => n + (x[k] ?? 0), 0);
+  t.equal(sum(claims, 'granted') + sum(handoffs, 'kept') + sum(handoffs, 'received'), 32, 'every job began on a granted claim or a slot handed on (/metrics)');
+  t.equal(sum(handoffs, 'given'), sum(handoffs, 'received'), 'each slot one instance gave, the other received');
+  t.equal(sum(claims, 'local'), 0, 'no claim went without Redis');
   t.match(formatStatus(a.gateway.statusReport() as Parameters<typeof formatStatus>[0], a.url), /\nshared: one of 2 instance\(s\) sharing slots, queue order, limits and budgets through Redis/, '`ollama-gateway status` says so');
   await settled(a.gateway);
   await settled(b.gateway);

@@ -25,6 +25,14 @@ export interface MetricsViews {
   readonly usageUnwritten?: () => number;
   /** with shared state configured: is it reachable (undefined: not configured, no gauge) */
   readonly sharedUp?: () => boolean;
+  /** with shared state configured: what became of this instance's fleet-wide claims and releases (counts since start) */
+  readonly sharedCounts?: () => SharedCounts;
+}
+
+/** What became of an instance's fleet-wide claims and releases, by result (counts since start). */
+export interface SharedCounts {
+  readonly claims: Readonly<Record<string, number>>;
+  readonly handoffs: Readonly<Record<string, number>>;
 }
 
 /** What a finished request tells the metrics. */
@@ -148,6 +156,32 @@ export class GatewayMetrics {
           this.set(sharedUp() ? 1 : 0);
         },
       });
+    }
+    const sharedCounts = views.sharedCounts;
+    if (sharedCounts) {
+      const counted = (name: string, help: string, label: string, of: (c: SharedCounts) => Readonly<Record<string, number>>) =>
+        new Counter({
+          name,
+          help,
+          labelNames: [label],
+          registers,
+          collect() {
+            this.reset();
+            for (const [value, n] of Object.entries(of(sharedCounts()))) this.inc({ [label]: value }, n);
+          },
+        });
+      counted(
+        'ollama_gateway_shared_claims_total',
+        "This instance's claims of a slot through Redis, by result: granted, full (no slot free), turn (another instance's job waited first), local (Redis unreachable: granted within this instance's share).",
+        'result',
+        (c) => c.claims,
+      );
+      counted(
+        'ollama_gateway_shared_handoffs_total',
+        'Slots handed straight on to a waiting job at a release, by way: kept (to a job waiting here), given (to one waiting at another instance), received (from another instance).',
+        'way',
+        (c) => c.handoffs,
+      );
     }
     new Gauge({
       name: 'ollama_gateway_queue_size',

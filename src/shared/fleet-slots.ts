@@ -232,6 +232,16 @@ export class FleetSlots implements FleetGate<Backend> {
   private readonly ids = new WeakMap<Backend, string>();
   private readonly modelArgs = new WeakMap<object, string[]>();
   private leases = 0;
+  /**
+   * What became of this instance's claims (granted by the fleet, refused full, refused for
+   * another instance's turn, or granted on its own share with Redis unreachable) and of the
+   * slots handed on at a release (kept: to one of its own waiters, given: to another
+   * instance's, received: another instance's release came to one of its own). For /metrics.
+   */
+  readonly counts = {
+    claims: { granted: 0, full: 0, turn: 0, local: 0 },
+    handoffs: { kept: 0, given: 0, received: 0 },
+  };
   private readonly grantListeners: ((b: Backend, ticket: string, leaseId: string) => void)[] = [];
   private readonly freedListeners: ((b: Backend | undefined) => void)[] = [];
   private readonly commands: SlotCommands;
@@ -262,6 +272,7 @@ export class FleetSlots implements FleetGate<Backend> {
         return;
       }
       this.hold(b, leaseId!);
+      this.counts.handoffs.received++;
       for (const l of this.grantListeners) l(b, ticket!, leaseId!);
     });
     shared.onTick(() => this.renewAll());
@@ -298,17 +309,26 @@ export class FleetSlots implements FleetGate<Backend> {
     if (!this.shared.up) return this.local(b, leaseId);
     try {
       const [code, detail] = await this.commands.ogwClaim(...this.slotArgs(this.idOf(b), leaseId, b), TURN_GRACE_MS, ...this.served(b));
+      const claims = this.counts.claims;
       if (Number(code) === 1) {
+        claims.granted++;
         this.others.set(b, Math.max(0, Number(detail.slice(detail.lastIndexOf('@') + 1)) - (this.held.get(b)?.size ?? 0)));
         this.hold(b, leaseId);
         return { granted: true, leaseId, ticket: detail.slice(0, detail.lastIndexOf('@')) };
       }
-      if (Number(code) === 0) this.others.set(b, Math.max(0, b.slots - (this.held.get(b)?.size ?? 0)));
+      if (Number(code) === 0) {
+        claims.full++;
+        this.others.set(b, Math.max(0, b.slots - (this.held.get(b)?.size ?? 0)));
+      } else {
+        claims.turn++;
+      }
       // full: try again when the first lease runs out (a release is heard at once anyway), at most a second from now
       return Number(code) === 0 ? { granted: false, reason: 'full', retryMs: Math.min(Number(detail) + 5, 1_000) } : { granted: false, reason: 'turn', retryMs: Number(detail) + 10 };
     } catch {
       // Redis went away under the claim (perhaps before this instance has heard): its share decides
-      return b.inFlight <= this.alone(b) ? this.local(b, leaseId) : { granted: false, reason: 'full', retryMs: 200 };
+      if (b.inFlight <= this.alone(b)) return this.local(b, leaseId);
+      this.counts.claims.full++;
+      return { granted: false, reason: 'full', retryMs: 200 };
     }
   }
 
@@ -320,7 +340,11 @@ export class FleetSlots implements FleetGate<Backend> {
     try {
       const [ticket, lease, owner] = await this.releaseById(this.idOf(b), leaseId, b);
       if (!ticket) return { to: 'nobody' };
-      if (owner !== this.shared.instance) return { to: 'other' };
+      if (owner !== this.shared.instance) {
+        this.counts.handoffs.given++;
+        return { to: 'other' };
+      }
+      this.counts.handoffs.kept++;
       this.hold(b, lease!);
       return { to: 'here', ticket, leaseId: lease! };
     } catch {
@@ -396,6 +420,7 @@ export class FleetSlots implements FleetGate<Backend> {
   }
 
   private local(b: Backend, leaseId: string): Claim {
+    this.counts.claims.local++;
     this.hold(b, leaseId);
     return { granted: true, leaseId, ticket: '' };
   }
