@@ -448,13 +448,25 @@ export class Dispatcher<T extends DispatchTarget> {
 
   /** The waiter served first (class, tag, arrival) among those that may use `b`. */
   private firstFor(b: T): Waiter<T> | undefined {
-    let best: Waiter<T> | undefined;
+    return this.first((w) => this.fits(b, w))?.value;
+  }
+
+  /**
+   * The waiter served first (priority class, then smallest tag, ties to the earlier arrival)
+   * among those `ok` accepts. Each group's top stands for the group: its waiters share their needs.
+   */
+  private first(ok: (w: Waiter<T>) => boolean): QueueEntry<Waiter<T>> | undefined {
+    let head: QueueEntry<Waiter<T>> | undefined;
     for (const g of this.queue.groups()) {
-      const top = g.heap[0]!.value;
-      if ((!best || ahead(top, best)) && this.fits(b, top)) best = top;
+      const top = g.heap[0]!;
+      if (head && !ahead(top.value, head.value)) continue;
+      if (ok(top.value)) head = top;
     }
-    for (const e of this.queue.apart()) if ((!best || ahead(e.value, best)) && this.fits(b, e.value)) best = e.value;
-    return best;
+    for (const e of this.queue.apart()) {
+      if (head && !ahead(e.value, head.value)) continue;
+      if (ok(e.value)) head = e;
+    }
+    return head;
   }
 
   /**
@@ -502,20 +514,12 @@ export class Dispatcher<T extends DispatchTarget> {
    * little, never more, so nobody starves.
    */
   drain(): void {
+    const takable = (w: Waiter<T>) => this.pickFreeQuiet(w) !== undefined;
     while (this.queue.size > 0 && this.anyFree()) {
       // the waiter of the first priority class, then with the smallest tag, that some free
       // backend can take (FIFO within a flow, weighted fair between flows); ties go to the
       // earlier arrival. Each group's top stands for the group: its waiters share their needs.
-      let head: QueueEntry<Waiter<T>> | undefined;
-      for (const g of this.queue.groups()) {
-        const top = g.heap[0]!;
-        if (head && !ahead(top.value, head.value)) continue;
-        if (this.pickFreeQuiet(top.value)) head = top;
-      }
-      for (const e of this.queue.apart()) {
-        if (head && !ahead(e.value, head.value)) continue;
-        if (this.pickFreeQuiet(e.value)) head = e;
-      }
+      const head = this.first(takable);
       if (!head) return;
       const b = this.pick(head.value, true)!;
       if (!this.gate) this.virtualTime = Math.max(this.virtualTime, head.value.tag);
