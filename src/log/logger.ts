@@ -2,9 +2,10 @@
 // Lines are written in batches (at least 32 KiB, or every 250 ms, whichever comes first) rather
 // than one write(2) per line: at thousands of requests a second, per-line writes cost the
 // gateway several percent of its CPU (and each batch is a hand-off to a libuv worker thread and
-// back: at 4 KiB batches that was still ~8 µs of a small answer's CPU).
+// back). line-batcher.ts says why the batching is not pino.destination's.
 import { pino, type Logger, type DestinationStream, type LevelWithSilent } from 'pino';
 import { createRequire } from 'node:module';
+import { LineBatcher, logDescriptor } from './line-batcher.js';
 
 export type { Logger };
 
@@ -21,7 +22,7 @@ export interface LoggerOptions {
 }
 
 const FLUSH_EVERY_MS = 250;
-const BATCH_BYTES = 32 * 1024;
+const BATCH_CHARS = 32 * 1024;
 
 /** pino-pretty, loaded only for a terminal's pretty lines (it is ~6 MB of memory a service never needs). */
 function prettyStream(singleLine: boolean, hide: readonly string[]): DestinationStream {
@@ -51,17 +52,7 @@ export function createLogger(opts: LoggerOptions): Logger {
   if (opts.format === 'pretty' && (opts.destination === undefined || typeof opts.destination === 'string')) {
     dest = prettyStream(opts.singleLine === true, opts.hide ?? []);
   } else if (opts.destination === undefined || typeof opts.destination === 'string') {
-    const boom = pino.destination({ dest: opts.destination ?? 1, sync: false, minLength: BATCH_BYTES, maxWrite: 2 * BATCH_BYTES });
-    setInterval(() => boom.flush(), FLUSH_EVERY_MS).unref();
-    // nothing buffered is lost when the process exits, whatever the reason
-    process.once('exit', () => {
-      try {
-        boom.flushSync();
-      } catch {
-        // a write already under way: the OS has what it was given
-      }
-    });
-    dest = boom;
+    dest = new LineBatcher(logDescriptor(opts.destination), { batchChars: BATCH_CHARS, flushEveryMs: FLUSH_EVERY_MS });
   } else {
     dest = opts.destination;
   }
