@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LineBatcher } from '../dist/src/log/line-batcher.js';
-import { sleep, until } from './helpers.js';
+import { sleep, until, type Teardown } from './helpers.js';
 
 const dist = fileURLToPath(new URL('../dist/src/', import.meta.url));
 
