@@ -5,7 +5,7 @@ import t from 'tap';
 import { pino, type Logger } from 'pino';
 import { Writable } from 'node:stream';
 import { Outcome, type RequestFacts } from '../dist/src/accounting/outcome.js';
-import { logRequest } from '../dist/src/accounting/log-line.js';
+import { logRequest, requestLineFields } from '../dist/src/accounting/log-line.js';
 import type { ErrorCode } from '../dist/src/errors.js';
 import { createLogger } from '../dist/src/log/logger.js';
 
@@ -34,29 +34,7 @@ function outcome(status: number, code?: ErrorCode, tokens?: [number, number]): O
 
 /** What pino itself writes for the same fields (the line as it was before). */
 function pinoLine(log: Logger, r: RequestFacts, o: Outcome): void {
-  const round = (n: number | undefined) => (n === undefined ? undefined : Math.round(n * 100) / 100);
-  log[o.status >= 500 && o.status !== 503 ? 'warn' : 'info'](
-    {
-      req_id: r.id,
-      method: r.method,
-      path: r.path,
-      model: r.model,
-      backend: r.backend,
-      key: r.key,
-      flow: r.flow !== r.key ? r.flow : undefined,
-      status: o.status,
-      code: o.code,
-      queue_ms: round(r.queueMs),
-      ttfb_ms: round(r.ttfbMs),
-      duration_ms: round(r.durationMs),
-      bytes_in: r.bytesIn,
-      bytes_out: r.bytesOut,
-      attempts: r.attempts,
-      prompt_tokens: o.promptTokens,
-      completion_tokens: o.completionTokens,
-    },
-    'request',
-  );
+  log[o.status >= 500 && o.status !== 503 ? 'warn' : 'info'](requestLineFields(r, o), 'request');
 }
 
 const cases: [string, RequestFacts, Outcome][] = [

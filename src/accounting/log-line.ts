@@ -25,10 +25,9 @@ interface PinoFrame {
   readonly [S.streamSym]: DestinationStream;
 }
 
-export function logRequest(log: Logger, r: RequestFacts, o: Outcome): void {
-  const level = o.status >= 500 && o.status !== 503 ? 'warn' : 'info';
-  if (!log.isLevelEnabled(level)) return;
-  const fields = JSON.stringify({
+/** The line's own fields, in their order (undefined ones are left out of the line). */
+export function requestLineFields(r: RequestFacts, o: Outcome): Record<string, string | number | undefined> {
+  return {
     req_id: r.id,
     method: r.method,
     path: r.path,
@@ -46,9 +45,14 @@ export function logRequest(log: Logger, r: RequestFacts, o: Outcome): void {
     attempts: r.attempts,
     prompt_tokens: o.promptTokens,
     completion_tokens: o.completionTokens,
-  });
+  };
+}
+
+export function logRequest(log: Logger, r: RequestFacts, o: Outcome): void {
+  const level = o.status >= 500 && o.status !== 503 ? 'warn' : 'info';
+  if (!log.isLevelEnabled(level)) return;
+  const inner = JSON.stringify(requestLineFields(r, o)).slice(1, -1);
   const p = log as unknown as PinoFrame;
   const head = p[S.lsCacheSym][log.levels.values[level]!]! + p[S.timeSym]() + p[S.chindingsSym];
-  const inner = fields.slice(1, -1);
   p[S.streamSym].write(`${head}${inner === '' ? '' : ','}${inner},"msg":"request"}\n`);
 }

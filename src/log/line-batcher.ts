@@ -50,7 +50,7 @@ export class LineBatcher {
   private readonly batchChars: number;
   private readonly maxPendingChars: number;
   private readonly retryMs: number;
-  private readonly flushed: (() => void)[] = [];
+  private readonly flushed: ((err?: Error) => void)[] = [];
   private readonly timer: NodeJS.Timeout;
   private readonly onExit = () => this.flushSync();
 
@@ -80,15 +80,15 @@ export class LineBatcher {
   flush(cb: (err?: Error) => void): void {
     this.drain();
     if (this.rest === undefined) process.nextTick(cb);
-    else this.flushed.push(() => cb());
+    else this.flushed.push(cb);
   }
 
   /** Writes everything that waits, blocking (up to about two seconds of a reader taking nothing): for the process's exit. */
   flushSync(): void {
-    for (let idle = 0; idle < 200; ) {
+    const nap = new Int32Array(new SharedArrayBuffer(4));
+    for (let idle = 0; idle < 200; idle++) {
       if (this.writeOnce()) return;
-      idle++;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+      Atomics.wait(nap, 0, 0, 10);
     }
   }
 

@@ -1,8 +1,8 @@
 // The process logger: pino, JSON lines on stdout. A leaf module: imports nothing of the gateway.
 // Lines are written in batches (at least 32 KiB, or every 250 ms, whichever comes first) rather
 // than one write(2) per line: at thousands of requests a second, per-line writes cost the
-// gateway several percent of its CPU (and each batch is a hand-off to a libuv worker thread and
-// back). line-batcher.ts says why the batching is not pino.destination's.
+// gateway several percent of its CPU. line-batcher.ts writes them, and says why the batching is
+// not pino.destination's.
 import { pino, type Logger, type DestinationStream, type LevelWithSilent } from 'pino';
 import { createRequire } from 'node:module';
 import { LineBatcher, logDescriptor } from './line-batcher.js';
