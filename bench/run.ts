@@ -183,6 +183,8 @@ async function streamsScenario(count: number, tokenMs: number) {
   const via = { ttft: [] as number[], gaps: [] as number[], failed: 0 };
   const streamMs = P.ttftMs + P.tokens * tokenMs;
   const task = (url: string, durationMs: number): Task => ({ kind: 'streams', url, path: '/api/chat', body: chatBody(true), concurrency: count, durationMs, staggerMs: streamMs });
+  // (the gateway's resident memory before any load: what it costs to be up)
+  const freshMiB = (await gw.ask<{ rss: number }>('stats')).rss / 2 ** 20;
   // warm up both paths (JIT, connection pools) before measuring
   await runLoad<StreamsResult>(task(sim.url, streamMs));
   await runLoad<StreamsResult>(task(gw.url, streamMs));
@@ -212,7 +214,17 @@ async function streamsScenario(count: number, tokenMs: number) {
   peakRss = Math.max(peakRss, mid.rss);
   peakLive = Math.max(peakLive, mid.live);
   await load;
+  const gatewayHwm = peakRssMiB([gw.pid]);
   await gw.stop();
+  // the same streams through the two Node floors, each in a fresh process: their peak RSS is
+  // what Node (and node:http with undici) needs for this many streams at all
+  const floors: Record<string, number> = {};
+  for (const name of ['node-floor', 'http-floor'] as const) {
+    const p = await startProxy(name, Number(new URL(sim.url).port), children);
+    await runLoad<StreamsResult>(task(p.url, streamMs * 3));
+    floors[name] = round(peakRssMiB(p.pids()));
+    await p.stop();
+  }
   sim.proc.kill();
   const dT = summarize(direct.ttft);
   const gT = summarize(via.ttft);
@@ -225,6 +237,8 @@ async function streamsScenario(count: number, tokenMs: number) {
     failed: { direct: direct.failed, gateway: via.failed },
     gateway_event_loop_delay_ms: { p99: round(Math.max(...eld.map((e) => e.p99))), max: round(Math.max(...eld.map((e) => e.max))) },
     rss: { idle_mib: round(idle / 2 ** 20), peak_mib: round(peakRss / 2 ** 20), per_stream_kib: round((peakRss - idle) / 1024 / count) },
+    // VmHWM over the whole scenario (every sample above is a moment), beside the floors'
+    peak_rss_mib: { gateway_fresh: round(freshMiB), gateway: round(gatewayHwm), ...floors },
     live: { idle_mib: round(idleStats.live / 2 ** 20), peak_mib: round(peakLive / 2 ** 20), per_stream_kib: round((peakLive - idleStats.live) / 1024 / count) },
   };
 }
@@ -563,6 +577,9 @@ function streamsTable(s: any): string[] {
     '',
     `Gateway event-loop delay during the run: p99 ${s.gateway_event_loop_delay_ms.p99} ms, max ${s.gateway_event_loop_delay_ms.max} ms. Memory with every stream open: live heap and buffers (after a forced GC) ${s.live.idle_mib} → ${s.live.peak_mib} MiB, **${s.live.per_stream_kib} KiB per stream**; RSS ${s.rss.idle_mib} → ${s.rss.peak_mib} MiB, ${s.rss.per_stream_kib} KiB per stream (RSS also holds garbage not yet collected).`,
     '',
+    ...(s.peak_rss_mib
+      ? [`Peak RSS over the scenario (VmHWM): gateway **${s.peak_rss_mib.gateway} MiB** (${s.peak_rss_mib.gateway_fresh} MiB when just started, before any load); the same streams through the bare Node byte copier ${s.peak_rss_mib['node-floor']} MiB and through node:http + undici with nothing else ${s.peak_rss_mib['http-floor']} MiB, each in a fresh process.`, '']
+      : []),
   ];
 }
 
