@@ -1,5 +1,7 @@
 // Pure pieces of the relay: stream-end detection across any chunk split, token counts from tails.
 import t from 'tap';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { StreamEndCheck } from '../dist/src/relay/stream-end.js';
 import { TokenTap } from '../dist/src/relay/token-tap.js';
 
@@ -104,4 +106,35 @@ t.test('a Responses stream is whole when its last event is response.completed, w
   const failed = new StreamEndCheck('responses');
   failed.push(Buffer.from('event: response.created\ndata: {}\n\nevent: response.failed\ndata: {"type":"response.failed"}\n\n'));
   t.equal(failed.verdict(''), 'backend_error', "the backend's own failure");
+});
+
+t.test("what open streams keep does not hold Node's shared 8 KiB buffer slabs alive", async (t) => {
+  // Node cuts small Buffer.allocUnsafe results out of shared 8 KiB slabs, which live as long as
+  // any slice: a stream's kept bytes cut from them, among its chunk frames (cut from the same
+  // slabs and dead once written), would hold a whole slab per stream
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const settle = async () => {
+    for (let i = 0; i < 3; i++) {
+      gc();
+      await new Promise((r) => setImmediate(r));
+    }
+  };
+  await settle();
+  const before = process.memoryUsage().arrayBuffers;
+  const streams: { tap: TokenTap; end: StreamEndCheck }[] = [];
+  const chunk = Buffer.from('{"message":{"content":"tok"},"done":false}\n');
+  for (let i = 0; i < 2000; i++) {
+    const s = { tap: new TokenTap(), end: new StreamEndCheck('ndjson') };
+    // the frames of this stream's first chunks, written and dropped
+    for (let f = 0; f < 40; f++) Buffer.allocUnsafe(200).fill(f);
+    s.tap.push(chunk);
+    s.end.push(chunk);
+    streams.push(s);
+  }
+  await settle();
+  const held = process.memoryUsage().arrayBuffers - before;
+  // its own bytes are ~2 KiB a stream (4 MiB); a slab a stream would be 16 MiB or more
+  t.ok(held < 8 * 2 ** 20, `2,000 streams hold ${(held / 2 ** 20).toFixed(1)} MiB of buffers`);
+  t.equal(streams.length, 2000);
 });

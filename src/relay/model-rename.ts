@@ -2,6 +2,7 @@
 // client must see the name it asked for. Each chunk is rewritten as it passes; only when a chunk
 // ends in the first bytes of the needle are those few bytes held back for the next chunk, so a
 // stream keeps its timing.
+import { ownCopy } from './own-bytes.js';
 
 export class ModelRename {
   private readonly needle: Buffer;
@@ -26,7 +27,7 @@ export class ModelRename {
     // a needle cut by the chunk boundary: keep its start for the next chunk
     const keep = this.partialAtEnd(input, from);
     parts.push(input.subarray(from, input.length - keep));
-    if (keep > 0) this.held = Buffer.from(input.subarray(input.length - keep));
+    if (keep > 0) this.held = ownCopy(input.subarray(input.length - keep));
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 

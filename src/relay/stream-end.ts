@@ -4,6 +4,7 @@
 // end that never came, or taking a cut answer for a whole one; the relay then adds its own final
 // error line. Scanning costs one Buffer.indexOf per chunk; only the last few bytes of the
 // previous chunk are kept (copied, so the chunk itself can die young).
+import { ownBuffer } from './own-bytes.js';
 
 const DONE = Buffer.from('"done":true');
 const SSE_DONE = 'data: [DONE]';
@@ -32,7 +33,7 @@ export type EndKind = 'ndjson' | 'sse' | 'anthropic' | 'responses';
 export class StreamEndCheck {
   private sawDone = false;
   /** the end of the previous chunk, for a marker split across two chunks */
-  private readonly prev = Buffer.allocUnsafe(DONE.length - 1);
+  private readonly prev = ownBuffer(DONE.length - 1);
   private prevLength = 0;
 
   /** (Responses) the name of the last event seen, and the start of one cut by a chunk's end */

@@ -4,6 +4,7 @@
 // ring of its own and reads it once, when the response ends. A copy, not references to the
 // chunks: a chunk then dies as soon as it is relayed, so the garbage collector's young
 // generation never has to move a stream's chunks (its pause grows with what survives).
+import { ownBuffer } from './own-bytes.js';
 
 const KEEP_BYTES = 1024;
 const PATTERNS = {
@@ -22,7 +23,7 @@ export interface TokenCounts {
 }
 
 export class TokenTap {
-  private readonly ring = Buffer.allocUnsafe(KEEP_BYTES);
+  private readonly ring = ownBuffer(KEEP_BYTES);
   /** where the next byte goes */
   private at = 0;
   /** bytes held (KEEP_BYTES once the stream is that long) */
@@ -30,7 +31,7 @@ export class TokenTap {
 
   private memo: string | undefined;
   /** the stream's first bytes: an Anthropic stream says its input tokens in its first event, message_start */
-  private readonly head = Buffer.allocUnsafe(KEEP_BYTES);
+  private readonly head = ownBuffer(KEEP_BYTES);
   private headLength = 0;
 
   push(chunk: Buffer): void {

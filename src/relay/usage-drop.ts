@@ -9,6 +9,7 @@
 // held is kept as a list of pieces and joined once, and an event longer than `maxEventBytes`
 // (a usage chunk is a few hundred bytes) is not held at all but passed through as it comes
 // (issue 10.9).
+import { ownCopy } from './own-bytes.js';
 import type { ChunkTransform } from './chunk-transform.js';
 
 const LF = 0x0a;
@@ -96,7 +97,7 @@ export class UsageChunkDrop implements ChunkTransform {
         this.heldBytes = 0;
         this.passing = true;
       } else {
-        this.held.push(Buffer.from(rest));
+        this.held.push(ownCopy(rest));
         this.heldBytes += rest.length;
       }
     }
