@@ -4,6 +4,8 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { StreamEndCheck } from '../dist/src/relay/stream-end.js';
 import { TokenTap } from '../dist/src/relay/token-tap.js';
+import { ModelRename } from '../dist/src/relay/model-rename.js';
+import { UsageChunkDrop } from '../dist/src/relay/usage-drop.js';
 
 t.test('"done":true is found wherever the chunks split it', async (t) => {
   const stream = Buffer.from('{"response":"hi","done":false}\n{"model":"x","response":"","done":true,"eval_count":3}\n');
@@ -109,9 +111,9 @@ t.test('a Responses stream is whole when its last event is response.completed, w
 });
 
 t.test("what open streams keep does not hold Node's shared 8 KiB buffer slabs alive", async (t) => {
-  // Node cuts small Buffer.allocUnsafe results out of shared 8 KiB slabs, which live as long as
-  // any slice: a stream's kept bytes cut from them, among its chunk frames (cut from the same
-  // slabs and dead once written), would hold a whole slab per stream
+  // Node cuts small Buffer.allocUnsafe and Buffer.from results out of shared 8 KiB slabs, which
+  // live as long as any slice: a stream's kept bytes cut from them, among its chunk frames (cut
+  // from the same slabs and dead once written), would hold a whole slab per stream
   setFlagsFromString('--expose-gc');
   const gc = runInNewContext('gc') as () => void;
   const settle = async () => {
@@ -122,19 +124,26 @@ t.test("what open streams keep does not hold Node's shared 8 KiB buffer slabs al
   };
   await settle();
   const before = process.memoryUsage().arrayBuffers;
-  const streams: { tap: TokenTap; end: StreamEndCheck }[] = [];
-  const chunk = Buffer.from('{"message":{"content":"tok"},"done":false}\n');
+  const streams: { tap: TokenTap; end: StreamEndCheck; rename: ModelRename; usage: UsageChunkDrop }[] = [];
+  const line = Buffer.from('{"message":{"content":"tok"},"done":false}\n');
+  // each ends inside what its transform must see whole: a cut needle, an event not yet ended
+  const cutName = Buffer.from('{"model":"lla');
+  const cutEvent = Buffer.from('data: {"choices":[{"delta":{"content":"tok"}}]}');
   for (let i = 0; i < 2000; i++) {
-    const s = { tap: new TokenTap(), end: new StreamEndCheck('ndjson') };
+    const s = { tap: new TokenTap(), end: new StreamEndCheck('ndjson'), rename: new ModelRename('llama3.2', 'm'), usage: new UsageChunkDrop() };
     // the frames of this stream's first chunks, written and dropped
     for (let f = 0; f < 40; f++) Buffer.allocUnsafe(200).fill(f);
-    s.tap.push(chunk);
-    s.end.push(chunk);
+    s.tap.push(line);
+    s.end.push(line);
+    s.rename.push(cutName);
+    s.usage.push(cutEvent);
     streams.push(s);
   }
   await settle();
   const held = process.memoryUsage().arrayBuffers - before;
   // its own bytes are ~2 KiB a stream (4 MiB); a slab a stream would be 16 MiB or more
   t.ok(held < 8 * 2 ** 20, `2,000 streams hold ${(held / 2 ** 20).toFixed(1)} MiB of buffers`);
-  t.equal(streams.length, 2000);
+  // (and what they hold is still theirs)
+  const whole = streams.every((x) => x.tap.tail() === line.toString('latin1') && x.rename.flush()?.toString() === '"model":"lla' && x.usage.flush()?.toString() === cutEvent.toString());
+  t.ok(whole, 'each stream still holds its own bytes');
 });

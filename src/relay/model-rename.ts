@@ -10,8 +10,8 @@ export class ModelRename {
   private held: Buffer | undefined;
 
   constructor(target: string, alias: string) {
-    this.needle = Buffer.from(`"model":${JSON.stringify(target)}`);
-    this.replacement = Buffer.from(`"model":${JSON.stringify(alias)}`);
+    this.needle = ownCopy(`"model":${JSON.stringify(target)}`);
+    this.replacement = ownCopy(`"model":${JSON.stringify(alias)}`);
   }
 
   /** The rewritten chunk (possibly short of a few held-back bytes). */
