@@ -183,6 +183,7 @@ async function streamsScenario(count: number, tokenMs: number) {
   const via = { ttft: [] as number[], gaps: [] as number[], failed: 0 };
   const streamMs = P.ttftMs + P.tokens * tokenMs;
   const task = (url: string, durationMs: number): Task => ({ kind: 'streams', url, path: '/api/chat', body: chatBody(true), concurrency: count, durationMs, staggerMs: streamMs });
+  const roundMs = Math.max(P.streamSeconds * 1000, streamMs * 2);
   // (the gateway's resident memory before any load: what it costs to be up)
   const freshMiB = (await gw.ask<{ rss: number }>('stats')).rss / 2 ** 20;
   // warm up both paths (JIT, connection pools) before measuring
@@ -194,12 +195,12 @@ async function streamsScenario(count: number, tokenMs: number) {
   let peakLive = idleStats.live;
   const eld: { p50: number; p99: number; max: number }[] = [];
   for (let r = 0; r < P.rounds; r++) {
-    const d = await runLoad<StreamsResult>(task(sim.url, Math.max(P.streamSeconds * 1000, streamMs * 2)));
+    const d = await runLoad<StreamsResult>(task(sim.url, roundMs));
     for (const x of d.ttft) direct.ttft.push(x);
     for (const x of d.gaps) direct.gaps.push(x);
     direct.failed += d.failed;
     await gw.ask('reset');
-    const g = await runLoad<StreamsResult>(task(gw.url, Math.max(P.streamSeconds * 1000, streamMs * 2)));
+    const g = await runLoad<StreamsResult>(task(gw.url, roundMs));
     const st = await gw.ask<{ eld: { p50: number; p99: number; max: number } }>('stats');
     eld.push(st.eld);
     for (const x of g.ttft) via.ttft.push(x);
@@ -217,11 +218,12 @@ async function streamsScenario(count: number, tokenMs: number) {
   const gatewayHwm = peakRssMiB([gw.pid]);
   await gw.stop();
   // the same streams through the two Node floors, each in a fresh process: their peak RSS is
-  // what Node (and node:http with undici) needs for this many streams at all
+  // what Node (and node:http with undici) needs for this many streams at all. Each carries them
+  // as long as the gateway did (a warm-up and the measured rounds): a heap keeps growing for a while
   const floors: Record<string, number> = {};
   for (const name of ['node-floor', 'http-floor'] as const) {
     const p = await startProxy(name, Number(new URL(sim.url).port), children);
-    await runLoad<StreamsResult>(task(p.url, streamMs * 3));
+    await runLoad<StreamsResult>(task(p.url, streamMs + P.rounds * roundMs));
     floors[name] = round(peakRssMiB(p.pids()));
     await p.stop();
   }
@@ -231,7 +233,7 @@ async function streamsScenario(count: number, tokenMs: number) {
   const dG = summarize(direct.gaps.filter((x) => x > 0));
   const gG = summarize(via.gaps.filter((x) => x > 0));
   return {
-    params: { streams: count, tokens: P.tokens, tokenMs, ttftMs: P.ttftMs, rounds: P.rounds, seconds: Math.max(P.streamSeconds, (streamMs * 2) / 1000) },
+    params: { streams: count, tokens: P.tokens, tokenMs, ttftMs: P.ttftMs, rounds: P.rounds, seconds: roundMs / 1000 },
     ttft: { direct: fmt(dT), gateway: fmt(gT), added_p50: round(gT.p50 - dT.p50), added_p99: round(gT.p99 - dT.p99) },
     inter_token: { direct: fmt(dG), gateway: fmt(gG), added_p50: round(gG.p50 - dG.p50), added_p99: round(gG.p99 - dG.p99) },
     failed: { direct: direct.failed, gateway: via.failed },
