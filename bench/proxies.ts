@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-export type ProxyName = 'nginx' | 'haproxy' | 'node-floor' | 'http-floor';
+export type ProxyName = 'nginx' | 'haproxy' | 'node-floor' | 'frames-floor' | 'http-floor';
 
 export interface RunningProxy {
   readonly name: ProxyName;
@@ -44,7 +44,7 @@ export function which(bin: string): string | undefined {
 
 /** Which of the proxies this machine has. */
 export function available(): Record<ProxyName, boolean> {
-  return { nginx: which('nginx') !== undefined, haproxy: which('haproxy') !== undefined, 'node-floor': true, 'http-floor': true };
+  return { nginx: which('nginx') !== undefined, haproxy: which('haproxy') !== undefined, 'node-floor': true, 'frames-floor': true, 'http-floor': true };
 }
 
 export async function waitForPort(port: number, proc: ChildProcess, what: string): Promise<void> {
@@ -126,7 +126,7 @@ export async function startQueueingHttpFloor(backendUrls: readonly string[], chi
 export async function startProxy(name: ProxyName, backendPort: number, children: ChildProcess[]): Promise<RunningProxy> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  if (name === 'node-floor' || name === 'http-floor') {
+  if (name === 'node-floor' || name === 'frames-floor' || name === 'http-floor') {
     const arg = name === 'node-floor' ? String(backendPort) : `http://127.0.0.1:${backendPort}`;
     const proc = fork(join(here, `${name}.js`), [String(port), arg], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     children.push(proc);

@@ -379,7 +379,7 @@ async function compareScenario() {
   const targetsFor = async (sim: { url: string }, slots: number): Promise<Target[]> => {
     const port = Number(new URL(sim.url).port);
     const out: Target[] = [{ name: 'direct', url: sim.url, pids: () => [] }];
-    for (const name of ['nginx', 'haproxy', 'node-floor', 'http-floor'] as const) {
+    for (const name of ['nginx', 'haproxy', 'node-floor', 'frames-floor', 'http-floor'] as const) {
       if (!have[name]) {
         if (!missing.includes(name)) missing.push(name);
         continue;
@@ -546,7 +546,7 @@ function compareTable(c: any): string[] {
   const ng = c['nginx'];
   const floor = c['node-floor'];
   return [
-    `## 8. Beside nginx, HAProxy, a bare Node byte copier and a bare node:http + undici relay: ${c.params.streams} streams, ${c.params.tokens} tokens ${c.params.tokenMs} ms apart, TTFT ${c.params.ttftMs} ms; medians of ${c.params.rounds} rounds of ${c.params.seconds} s`,
+    `## 8. Beside nginx, HAProxy, a bare Node byte copier, node:http passing the backend's frames through, and a bare node:http + undici relay: ${c.params.streams} streams, ${c.params.tokens} tokens ${c.params.tokenMs} ms apart, TTFT ${c.params.ttftMs} ms; medians of ${c.params.rounds} rounds of ${c.params.seconds} s`,
     '',
     c.missing.length > 0 ? `Not installed here, so not measured: ${c.missing.join(', ')}.` : '',
     '',
