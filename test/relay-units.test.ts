@@ -38,6 +38,20 @@ t.test('token counts from the tail, Ollama or OpenAI, however the stream was chu
   t.same(new TokenTap().counts(), { prompt: undefined, completion: undefined });
 });
 
+t.test("an Anthropic answer's input tokens from its first event, once the tail no longer holds it", async (t) => {
+  const start = 'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":12,"output_tokens":0}}}\n\n';
+  const delta = 'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"tok"}}\n\n';
+  const end = 'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":40}}\n\nevent: message_stop\ndata: {"type":"message_stop"}\n\n';
+  const chunks = [start, ...Array.from({ length: 40 }, () => delta), end];
+  const anthropic = new TokenTap(true);
+  for (const c of chunks) anthropic.push(Buffer.from(c));
+  t.same(anthropic.counts(), { prompt: 12, completion: 40 });
+  // any other answer keeps no head: its counts are all at its end
+  const other = new TokenTap();
+  for (const c of chunks) other.push(Buffer.from(c));
+  t.same(other.counts(), { prompt: undefined, completion: 40 });
+});
+
 t.test('the usage chunk the client did not ask for is dropped, wherever the chunks split it', async (t) => {
   const { UsageChunkDrop } = await import('../dist/src/relay/usage-drop.js');
   const { chain } = await import('../dist/src/relay/chunk-transform.js');
@@ -130,7 +144,7 @@ t.test("what open streams keep does not hold Node's shared 8 KiB buffer slabs al
   const cutName = Buffer.from('{"model":"lla');
   const cutEvent = Buffer.from('data: {"choices":[{"delta":{"content":"tok"}}]}');
   for (let i = 0; i < 2000; i++) {
-    const s = { tap: new TokenTap(), end: new StreamEndCheck('ndjson'), rename: new ModelRename('llama3.2', 'm'), usage: new UsageChunkDrop() };
+    const s = { tap: new TokenTap(true), end: new StreamEndCheck('ndjson'), rename: new ModelRename('llama3.2', 'm'), usage: new UsageChunkDrop() };
     // the frames of this stream's first chunks, written and dropped
     for (let f = 0; f < 40; f++) Buffer.allocUnsafe(200).fill(f);
     s.tap.push(line);

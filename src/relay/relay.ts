@@ -64,7 +64,7 @@ class ClientRelay implements BodySink {
   firstByteAt: number | undefined;
   /** the last byte written was a newline (so an error line starts on a line of its own) */
   atLineStart = true;
-  readonly tap = new TokenTap();
+  readonly tap: TokenTap;
   private socket: Socket | undefined;
   private started = false;
   private lastAt = 0;
@@ -83,7 +83,11 @@ class ClientRelay implements BodySink {
     /** a metered key's stream: its events counted as they pass, and cut when the budget is spent */
     private readonly charge: Charge | undefined,
     private readonly kind: StreamKind,
-  ) {}
+    /** an Anthropic answer: the tap keeps its first bytes too */
+    anthropic: boolean,
+  ) {
+    this.tap = new TokenTap(anthropic);
+  }
 
   data(chunk: Buffer): boolean {
     // the clock is read only when something needs it: the first byte, or the gap histogram
@@ -167,7 +171,8 @@ export async function relayAnswer(ctx: RequestContext, b: Backend, up: Upstream,
   const endCheck = endKind ? new StreamEndCheck(endKind) : undefined;
   outcome.streamed = endKind !== undefined;
   const gaps = outcome.streamed ? opts.gapObserver?.(b.name, facts.model) : undefined;
-  const relay = new ClientRelay(res, up, endCheck, ctx.transform, gaps, outcome.streamed ? ctx.charge : undefined, kind);
+  const grammar = grammarOf(ctx.path);
+  const relay = new ClientRelay(res, up, endCheck, ctx.transform, gaps, outcome.streamed ? ctx.charge : undefined, kind, grammar === 'anthropic');
   outcome.phase = 'streaming';
   try {
     // (a deadline that passes from here on is heard by the upstream call, which cuts the backend
@@ -178,7 +183,7 @@ export async function relayAnswer(ctx: RequestContext, b: Backend, up: Upstream,
     if (endCheck && endCheck.verdict(relay.tap.tail()) === 'cut_short') {
       const ge = new GatewayError('upstream_failed', `backend ${b.name} ended the stream without its final chunk`);
       outcome.failed(ge.code, 0);
-      endWithError(res, kind, ge, relay.atLineStart, grammarOf(ctx.path));
+      endWithError(res, kind, ge, relay.atLineStart, grammar);
     } else {
       res.end();
     }
@@ -189,7 +194,7 @@ export async function relayAnswer(ctx: RequestContext, b: Backend, up: Upstream,
     up.stop(ge);
     outcome.failed(ge.code, 0);
     if (ge.code === 'upstream_failed') b.failure('traffic', ge.message);
-    endWithError(res, kind, ge, relay.atLineStart, grammarOf(ctx.path));
+    endWithError(res, kind, ge, relay.atLineStart, grammar);
   } finally {
     relay.detach();
     facts.bytesOut = relay.bytes;

@@ -23,20 +23,29 @@ export interface TokenCounts {
 }
 
 export class TokenTap {
-  private readonly ring = ownBuffer(KEEP_BYTES);
+  private readonly ring: Buffer;
   /** where the next byte goes */
   private at = 0;
   /** bytes held (KEEP_BYTES once the stream is that long) */
   private held = 0;
 
   private memo: string | undefined;
-  /** the stream's first bytes: an Anthropic stream says its input tokens in its first event, message_start */
-  private readonly head = ownBuffer(KEEP_BYTES);
+  /** the stream's first bytes: an Anthropic answer says its input tokens first, in message_start */
+  private readonly head: Buffer | undefined;
   private headLength = 0;
+
+  /** `keepHead`: an Anthropic answer (the only kind whose counts may not all be at its end) */
+  constructor(keepHead = false) {
+    // the ring and the head in one allocation of their own
+    const bytes = ownBuffer(keepHead ? 2 * KEEP_BYTES : KEEP_BYTES);
+    this.ring = bytes.subarray(0, KEEP_BYTES);
+    this.head = keepHead ? bytes.subarray(KEEP_BYTES) : undefined;
+  }
 
   push(chunk: Buffer): void {
     this.memo = undefined;
-    if (this.headLength < KEEP_BYTES) this.headLength += chunk.copy(this.head, this.headLength, 0, Math.min(chunk.length, KEEP_BYTES - this.headLength));
+    const head = this.head;
+    if (head !== undefined && this.headLength < KEEP_BYTES) this.headLength += chunk.copy(head, this.headLength, 0, Math.min(chunk.length, KEEP_BYTES - this.headLength));
     let from = Math.max(0, chunk.length - KEEP_BYTES);
     while (from < chunk.length) {
       const n = chunk.copy(this.ring, this.at, from, Math.min(chunk.length, from + KEEP_BYTES - this.at));
@@ -60,9 +69,13 @@ export class TokenTap {
 
   counts(tail = this.tail()): TokenCounts {
     return {
-      prompt: last(tail, PATTERNS.ollamaPrompt) ?? last(tail, PATTERNS.openaiPrompt) ?? last(tail, PATTERNS.anthropicPrompt) ?? last(this.head.toString('latin1', 0, this.headLength), PATTERNS.anthropicPrompt),
+      prompt: last(tail, PATTERNS.ollamaPrompt) ?? last(tail, PATTERNS.openaiPrompt) ?? last(tail, PATTERNS.anthropicPrompt) ?? this.headPrompt(),
       completion: last(tail, PATTERNS.ollamaCompletion) ?? last(tail, PATTERNS.openaiCompletion) ?? last(tail, PATTERNS.anthropicCompletion),
     };
+  }
+
+  private headPrompt(): number | undefined {
+    return this.head === undefined ? undefined : last(this.head.toString('latin1', 0, this.headLength), PATTERNS.anthropicPrompt);
   }
 }
 
