@@ -153,6 +153,42 @@ t.test('a hung backend (accepts, never answers, probes included): out within a c
   await settled(gateway);
 });
 
+t.test("a stall of the gateway's own event loop past the probe timeout does not call a healthy backend hung", async (t) => {
+  // the backend in a process of its own, so that it answers while the gateway is stalled (as a
+  // real box does), and the answer waits in the gateway's socket
+  const sim = spawn(process.execPath, [BIN, 'simulate', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => sim.kill());
+  const simUrl = await new Promise<string>((resolve) => {
+    let out = '';
+    sim.stdout!.on('data', (d: Buffer) => {
+      out += String(d);
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+  });
+  const file = configFile(t, `${backendsYaml([simUrl])}health: {interval_seconds: 60, timeout_seconds: 0.3}\n`);
+  const { gateway } = await startGateway(t, [], {}, { file, backendsFromFile: true });
+  const b = gateway.registry.all[0]!;
+  // a few quick probes: the gateway learns that this box answers in a millisecond or two
+  for (let i = 0; i < 3; i++) t.equal(await gateway.health.probeOnce(b), true, `probe ${i + 1} answered`);
+  const probe = gateway.health.probeOnce(b);
+  // the gateway's loop busy for 1 s (16,000 requests at once kept it so for seconds)
+  const until = performance.now() + 1_000;
+  while (performance.now() < until);
+  t.equal(await probe, true, 'the probe the stall spanned is heard');
+  t.equal(b.healthy, true, 'the backend stays in rotation');
+  t.equal(b.health.lastError, undefined, String(b.health.lastError));
+  // and a backend that truly says nothing is still found out, within its timeout of attention
+  sim.kill('SIGSTOP');
+  t.teardown(() => sim.kill('SIGCONT'));
+  const t0 = performance.now();
+  t.equal(await gateway.health.probeOnce(b), false, 'a silent backend fails its probe');
+  const waited = performance.now() - t0;
+  t.ok(waited >= 300, `after its timeout (${Math.round(waited)} ms)`);
+  t.equal(b.healthy, false, 'and, hung, is out at once');
+  t.match(b.health.lastError, /hung: its health probe got no answer in 300 ms/);
+});
+
 t.test('a flapping backend (down and up every 150 ms): every request answered, none hangs', async (t) => {
   const sims = await startSims(t, 2, { ttftMs: 0, tokenMs: 0, tokens: 3 });
   const { url, gateway } = await startGateway(t, sims, { healthIntervalSeconds: '0.1' });

@@ -95,10 +95,11 @@ export class Backend {
     this.pool = withCredentials(new Pool(this.origin, poolOptions(cfg, bc.slots)), this.authorization);
     this.aux = withCredentials(new Pool(this.origin, poolOptions(cfg, 4)), this.authorization);
     this.probe = withCredentials(
+      // (no timers of undici's own: the probe's deadline, which a stall of the gateway does not spend, bounds it all)
       new Client(this.origin, {
-        connectTimeout: cfg.health.timeoutMs,
-        headersTimeout: cfg.health.timeoutMs,
-        bodyTimeout: cfg.health.timeoutMs,
+        connectTimeout: 0,
+        headersTimeout: 0,
+        bodyTimeout: 0,
         keepAliveTimeout: 4_000,
       }),
       this.authorization,

@@ -1,6 +1,8 @@
 // Active health probes: `GET health.path` (Ollama's `/` costs no GPU work) on each backend's own
 // probe client, one at a time per backend, every interval (with a little jitter so a fleet's
-// probes do not line up), each bounded by the probe timeout.
+// probes do not line up), each bounded by the probe timeout, counted in the gateway's attention
+// (attention-deadline.ts): a stall of the gateway's own event loop does not make a backend late.
+import { attentionDeadline } from './attention-deadline.js';
 import type { Registry } from './registry.js';
 import { describeError } from '../errors.js';
 import type { Backend } from './backend.js';
@@ -55,14 +57,17 @@ export class HealthChecker {
     const { timeoutMs } = this.registry.config.health;
     const path = b.healthPath ?? (b.type === 'openai' ? '/v1/models' : this.registry.config.health.path);
     const t0 = performance.now();
+    const late = new AbortController();
+    const deadline = attentionDeadline(timeoutMs, () => late.abort(new DOMException(`health probe got no answer in ${timeoutMs} ms`, 'TimeoutError')));
     try {
       const res = await b.probe.request({
         method: 'GET',
         path,
         headers: { 'user-agent': 'ollama-gateway-health' },
-        signal: AbortSignal.timeout(timeoutMs),
+        signal: late.signal,
       });
       await res.body.dump();
+      deadline.clear();
       if (res.statusCode >= 200 && res.statusCode < 300) {
         b.health.noteProbe(performance.now() - t0);
         b.success('probe');
@@ -71,6 +76,7 @@ export class HealthChecker {
       b.failure('probe', `health probe answered ${res.statusCode}`);
       return false;
     } catch (err) {
+      deadline.clear();
       // a box that answers its probes in a millisecond and now says nothing for the whole probe
       // timeout has hung: out at once, and what it holds without a byte yet goes elsewhere, rather
       // than after `unhealthy_after` more timeouts (issue 10.12)
