@@ -90,9 +90,9 @@ function pin(proc: ChildProcess, role: 'gateway' | 'other'): void {
   execFileSync('taskset', ['-a', '-p', '-c', role === 'gateway' ? '1' : '0', String(proc.pid)], { stdio: 'ignore' });
 }
 process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
-// a hard cap on the whole run (BENCH_LIMIT_MINUTES; the whole bench takes about 40 minutes on a
+// a hard cap on the whole run (BENCH_LIMIT_MINUTES; the whole bench takes about 20 minutes on a
 // 2-core machine): it stops by itself, keeping the scenarios it finished (see main)
-const LIMIT_MINUTES = env('BENCH_LIMIT_MINUTES', 75);
+const LIMIT_MINUTES = env('BENCH_LIMIT_MINUTES', 45);
 let onLimit = (): void => process.exit(2);
 setTimeout(() => {
   console.error(`bench: time limit reached (${LIMIT_MINUTES} min, BENCH_LIMIT_MINUTES)`);
