@@ -19,16 +19,8 @@ import type { BodySink, Upstream } from '../forward/upstream.js';
 import type { ChunkTransform } from './chunk-transform.js';
 import { StreamEndCheck, expectedEnd } from './stream-end.js';
 import { eventsIn } from './stream-meter.js';
+import { streamKind, type StreamKind } from './stream-kind.js';
 import { TokenTap } from './token-tap.js';
-
-export type StreamKind = 'ndjson' | 'sse' | 'other';
-
-export function streamKind(contentType: string | undefined): StreamKind {
-  if (!contentType) return 'other';
-  if (contentType.includes('ndjson')) return 'ndjson';
-  if (contentType.includes('text/event-stream')) return 'sse';
-  return 'other';
-}
 
 export interface RelayOptions {
   /** a stop's drain deadline: when it fires the answer ends with `shutting_down` (the upstream call listens) */

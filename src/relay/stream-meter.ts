@@ -1,7 +1,7 @@
 // Tokens as a stream passes, for keys with token budgets: backends report the real counts only
 // at the end, but they send about one token per NDJSON line or SSE event, so counting those
 // tells how far a generation has got. The real counts settle the account when it ends.
-import type { StreamKind } from './relay.js';
+import type { StreamKind } from './stream-kind.js';
 
 const NEWLINE = 0x0a;
 const DATA = Buffer.from('data:');
