@@ -40,6 +40,7 @@ import { Admission } from './admission/admission.js';
 import { Jobs } from './api/jobs.js';
 import { Passthrough } from './api/passthrough.js';
 import { Forwarder } from './forward/forward.js';
+import { relayAnswer, type RelayOptions } from './relay/relay.js';
 import { Tracing } from './tracing/tracing.js';
 import { isAdminPath, routeLabel } from './front/routes.js';
 import type * as SharedConnection from './shared/connection.js';
@@ -176,11 +177,13 @@ export class Gateway {
     this.inspector = new Inspector(this.cfg.inspect);
     const config = () => this.cfg;
     const refreshCatalog = (b: Backend) => this.catalogs.refresh(b);
+    const relay: RelayOptions = { stop: this.deadline, gapObserver: (backend, model) => this.metrics.gapObserver(backend, this.modelLabel(model)) };
     const forwarder = new Forwarder({
       dispatcher: this.dispatcher,
       config,
       refreshCatalog,
-      relay: { stop: this.deadline, gapObserver: (backend, model) => this.metrics.gapObserver(backend, this.modelLabel(model)) },
+      stop: this.deadline,
+      relay: (ctx, b, up) => relayAnswer(ctx, b, up, relay),
     });
     const limiter = redis && this.shared ? new redis.limits.SharedKeyLimiter(this.shared) : new KeyLimiter();
     const admission = new Admission({ limiter, budgets: this.budgets, inspector: this.inspector, config });

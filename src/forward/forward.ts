@@ -1,5 +1,6 @@
-// The forward stage: one job, tried on up to `retry.max_attempts` backends, then relayed. Before
-// any byte reaches the client, a connection failure, a header timeout, a backend going down,
+// The forward stage: one job, tried on up to `retry.max_attempts` backends, then handed to the
+// next stage, the relay (given in ForwardDeps, so that stages import only what came before them).
+// Before any byte reaches the client, a connection failure, a header timeout, a backend going down,
 // and (for generations) a 5xx answer send it to another backend that can take it: a 500 counts
 // against the backend's health like a refused connection (a box that answers 500 to everything
 // leaves rotation), a 503 ("server busy") backs the backend off for a moment instead (issue
@@ -12,9 +13,9 @@ import type { Dispatcher, Lease } from '../dispatch/dispatcher.js';
 import { GatewayError, isGatewayError } from '../errors.js';
 import type { RequestContext } from '../front/context.js';
 import { upstreamHeaders } from '../front/headers.js';
-import { relayAnswer, type RelayOptions } from '../relay/relay.js';
+import type { Cancellation } from '../cancel.js';
 import { clip } from '../text/clip.js';
-import { sendUpstream } from './upstream.js';
+import { sendUpstream, type Upstream } from './upstream.js';
 
 /** How a job gets a backend for each try: a dispatcher slot, a slot-less pick, or one named box. */
 export type Acquire = (tried: ReadonlySet<Backend>) => Promise<Lease<Backend>> | Lease<Backend>;
@@ -38,7 +39,10 @@ export interface ForwardDeps {
   readonly config: () => GatewayConfig;
   /** poll a backend's catalog again (it said it lacks a model its catalog listed) */
   readonly refreshCatalog: (b: Backend) => Promise<void>;
-  readonly relay: RelayOptions;
+  /** a stop's drain deadline: a request still waiting for headers then is answered 503 */
+  readonly stop: Cancellation;
+  /** the next stage, given the answer that is to reach the client (the relay) */
+  readonly relay: (ctx: RequestContext, b: Backend, up: Upstream) => Promise<void>;
 }
 
 /** The request's headers as a backend gets them (one spelling for every way a request goes up). */
@@ -97,7 +101,7 @@ export class Forwarder {
             job.via(b),
             { method: facts.method, path: ctx.upstreamPath, headers: sent, body: job.body, generation: job.generation === true, ...(job.headersTimeoutMs !== undefined ? { headersTimeoutMs: job.headersTimeoutMs } : {}) },
             ctx.clientGoneSignal,
-            this.deps.relay.stop,
+            this.deps.stop,
           );
         } catch (err) {
           const ge = err as GatewayError;
@@ -131,7 +135,7 @@ export class Forwarder {
           lastErr = modelNotFound(ctx.path, job.model);
           continue;
         }
-        await relayAnswer(ctx, b, up, this.deps.relay);
+        await this.deps.relay(ctx, b, up);
         return;
       } finally {
         trying?.end();
