@@ -148,3 +148,28 @@ t.test('non-dispatched routes pass through without taking a slot', async (t) => 
   sim!.release();
   await busy;
 });
+
+t.test("a probe's deadline: the wall clock on a quiet loop, a stall counted as one step", async (t) => {
+  const { attentionDeadline } = await import('../dist/src/backends/attention-deadline.js');
+  const at = (ms: number, stallMs: number) =>
+    new Promise<{ afterStall: boolean; ms: number }>((resolve) => {
+      const t0 = performance.now();
+      let fired = -1;
+      attentionDeadline(ms, () => (fired = performance.now() - t0));
+      const until = t0 + stallMs;
+      while (performance.now() < until);
+      // one more turn of the loop after the stall: the sockets are read, the timers run
+      setImmediate(() =>
+        setImmediate(() => {
+          const afterStall = fired >= 0;
+          const wait = (): void => (fired >= 0 ? resolve({ afterStall, ms: fired }) : void setTimeout(wait, 5));
+          wait();
+        }),
+      );
+    });
+  const quiet = await at(300, 0);
+  t.ok(quiet.ms >= 300, `a quiet loop: expired after ${Math.round(quiet.ms)} ms`);
+  const stalled = await at(300, 600);
+  t.equal(stalled.afterStall, false, 'not expired by a 600 ms stall of a 300 ms deadline');
+  t.ok(stalled.ms >= 600 + 300 - 125, `expired ${Math.round(stalled.ms - 600)} ms after the stall (the stall counted as one step at most)`);
+});

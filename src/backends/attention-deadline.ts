@@ -22,23 +22,23 @@ export interface AttentionDeadline {
 
 /** Calls `expired` once `ms` of the gateway's attention has passed, unless cleared first. */
 export function attentionDeadline(ms: number, expired: () => void): AttentionDeadline {
-  let counted = 0;
-  let last = performance.now();
+  let left = ms;
+  let step = 0;
+  let armedAt = 0;
   let timer: NodeJS.Timeout | undefined;
   let immediate: NodeJS.Immediate | undefined;
-  const step = (): void => {
-    const now = performance.now();
-    const planned = Math.min(STEP_MS, ms - counted);
-    counted += Math.min(now - last, planned + SLACK_MS);
-    last = now;
-    if (counted < ms) {
-      timer = setTimeout(step, Math.min(STEP_MS, ms - counted)).unref();
-      return;
-    }
+  const arm = (): void => {
+    step = Math.min(STEP_MS, left);
+    armedAt = performance.now();
+    timer = setTimeout(tick, step).unref();
+  };
+  const tick = (): void => {
+    left -= Math.min(performance.now() - armedAt, step + SLACK_MS);
+    if (left > 0) return arm();
     timer = undefined;
     immediate = setImmediate(expired).unref();
   };
-  timer = setTimeout(step, Math.min(STEP_MS, ms)).unref();
+  arm();
   return {
     clear(): void {
       if (timer) clearTimeout(timer);

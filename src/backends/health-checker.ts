@@ -67,7 +67,6 @@ export class HealthChecker {
         signal: late.signal,
       });
       await res.body.dump();
-      deadline.clear();
       if (res.statusCode >= 200 && res.statusCode < 300) {
         b.health.noteProbe(performance.now() - t0);
         b.success('probe');
@@ -76,7 +75,6 @@ export class HealthChecker {
       b.failure('probe', `health probe answered ${res.statusCode}`);
       return false;
     } catch (err) {
-      deadline.clear();
       // a box that answers its probes in a millisecond and now says nothing for the whole probe
       // timeout has hung: out at once, and what it holds without a byte yet goes elsewhere, rather
       // than after `unhealthy_after` more timeouts (issue 10.12)
@@ -85,6 +83,8 @@ export class HealthChecker {
       const reason = hung ? `hung: its health probe got no answer in ${timeoutMs} ms, where it usually answers in ${usual.toFixed(1)} ms` : describeError(err);
       b.failure('probe', reason, hung);
       return false;
+    } finally {
+      deadline.clear();
     }
   }
 }
