@@ -5,6 +5,7 @@ import { runInNewContext } from 'node:vm';
 import { StreamEndCheck } from '../dist/src/relay/stream-end.js';
 import { TokenTap } from '../dist/src/relay/token-tap.js';
 import { ModelRename } from '../dist/src/relay/model-rename.js';
+import { chain } from '../dist/src/relay/chunk-transform.js';
 import { UsageChunkDrop } from '../dist/src/relay/usage-drop.js';
 
 t.test('"done":true is found wherever the chunks split it', async (t) => {
@@ -53,9 +54,6 @@ t.test("an Anthropic answer's input tokens from its first event, once the tail n
 });
 
 t.test('the usage chunk the client did not ask for is dropped, wherever the chunks split it', async (t) => {
-  const { UsageChunkDrop } = await import('../dist/src/relay/usage-drop.js');
-  const { chain } = await import('../dist/src/relay/chunk-transform.js');
-  const { ModelRename } = await import('../dist/src/relay/model-rename.js');
   const content = 'data: {"choices":[{"delta":{"content":"\\"choices\\":[] and \\"usage\\": in text"}}],"model":"llama3.2"}\n\n';
   const usage = 'data: {"choices":[],"model":"llama3.2","usage":{"prompt_tokens":11,"completion_tokens":4}}\n\n';
   const stream = `${content}${content}${usage}data: [DONE]\n\n`;
