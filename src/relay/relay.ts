@@ -56,7 +56,6 @@ class ClientRelay implements BodySink {
   firstByteAt: number | undefined;
   /** the last byte written was a newline (so an error line starts on a line of its own) */
   atLineStart = true;
-  readonly tap: TokenTap;
   private socket: Socket | undefined;
   private started = false;
   private lastAt = 0;
@@ -75,11 +74,9 @@ class ClientRelay implements BodySink {
     /** a metered key's stream: its events counted as they pass, and cut when the budget is spent */
     private readonly charge: Charge | undefined,
     private readonly kind: StreamKind,
-    /** an Anthropic answer: the tap keeps its first bytes too */
-    anthropic: boolean,
-  ) {
-    this.tap = new TokenTap(anthropic);
-  }
+    /** token counts, read from the bytes as they pass */
+    readonly tap: TokenTap,
+  ) {}
 
   data(chunk: Buffer): boolean {
     // the clock is read only when something needs it: the first byte, or the gap histogram
@@ -164,7 +161,8 @@ export async function relayAnswer(ctx: RequestContext, b: Backend, up: Upstream,
   outcome.streamed = endKind !== undefined;
   const gaps = outcome.streamed ? opts.gapObserver?.(b.name, facts.model) : undefined;
   const grammar = grammarOf(ctx.path);
-  const relay = new ClientRelay(res, up, endCheck, ctx.transform, gaps, outcome.streamed ? ctx.charge : undefined, kind, grammar === 'anthropic');
+  // (an Anthropic answer says its input tokens first: its tap keeps the first bytes too)
+  const relay = new ClientRelay(res, up, endCheck, ctx.transform, gaps, outcome.streamed ? ctx.charge : undefined, kind, new TokenTap(grammar === 'anthropic'));
   outcome.phase = 'streaming';
   try {
     // (a deadline that passes from here on is heard by the upstream call, which cuts the backend
